@@ -1,0 +1,17 @@
+"""User-facing errors: the CLI prints their message and exits with status 2, no traceback."""
+
+
+class TfxaiError(Exception):
+    """An error caused by the user's input or environment; its message says what to do."""
+
+
+class DataError(TfxaiError, ValueError):
+    """A dataset folder, file or array is not what tfxai expects."""
+
+
+class ModelFileError(TfxaiError, ValueError):
+    """A model file is missing, unreadable, or unsafe to load."""
+
+
+class MissingDownloadError(TfxaiError, FileNotFoundError):
+    """A file that would have to be downloaded is not on this machine."""

@@ -1,0 +1,290 @@
+"""Model registry: ``build_model(name, ...)`` and ``list_models()``.
+
+Every model takes raw pixels (float32 in [0, 255], shape (H, W, C) with C = 1 or 3): rescaling lives
+inside the model, so a saved model and its TFLite export need no outside preprocessing. Binary
+problems get one sigmoid unit (probability of the positive class, index 1); more classes get softmax.
+Each model records the name of its last conv layer, which Grad-CAM uses.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ._keras import keras, tf
+from .errors import MissingDownloadError, ModelFileError
+
+log = logging.getLogger(__name__)
+layers = keras.layers
+
+MOBILENET_WEIGHTS_URL_HINT = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/{file}"
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows about a model type.
+
+    ``last_conv_layer``: name of the layer whose activations Grad-CAM uses.
+    ``preprocessing``: human-readable description of the in-model rescaling (goes into run configs).
+    """
+
+    name: str
+    builder: Callable[..., keras.Model]
+    description: str
+    last_conv_layer: str
+    preprocessing: str
+    default_image_size: int = 224
+    supports_imagenet: bool = False
+    options: tuple[str, ...] = field(default_factory=tuple)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model type {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`build_model`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model type {name!r}; choose one of {list_models()}") from None
+
+
+def _check_input_shape(input_shape) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or shape[2] not in (1, 3) or min(shape[:2]) < 8:
+        raise ValueError(
+            f"input_shape must be (height, width, channels) with channels 1 or 3 and sides >= 8, "
+            f"got {input_shape!r}"
+        )
+    return shape
+
+
+def _head(x, num_classes: int, dropout: float, name: str = "predictions"):
+    if dropout > 0:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
+    return layers.Dense(
+        units, activation=activation, kernel_initializer="glorot_uniform", name=name
+    )(x)
+
+
+def build_model(
+    name: str,
+    input_shape: tuple[int, int, int] = (224, 224, 1),
+    num_classes: int = 2,
+    weights: str | None = None,
+    **options,
+) -> keras.Model:
+    """Build a registered model type.
+
+    input_shape: (H, W, C), C in {1, 3}; the model takes raw pixels in [0, 255].
+    num_classes: 2 gives a (N, 1) sigmoid output (probability of class 1); more give (N, K) softmax.
+    weights: None (random init), "imagenet" (MobileNetV2 only: Keras' cached file, or a download),
+    or a path to a weights/model file to load.
+    """
+    spec = get_spec(name)
+    shape = _check_input_shape(input_shape)
+    if int(num_classes) < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
+    if weights == "imagenet" and not spec.supports_imagenet:
+        raise ValueError(f"model type {name!r} has no ImageNet weights; use mobilenet_v2 or weights=None")
+    unknown = set(options) - set(spec.options)
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for {name!r}; it accepts {list(spec.options)}")
+    model = spec.builder(shape, int(num_classes), weights=weights, **options)
+    if weights not in (None, "imagenet"):
+        load_weights_file(model, weights)
+    return model
+
+
+def load_weights_file(model: keras.Model, path: str) -> None:
+    if not os.path.exists(path):
+        raise ModelFileError(f"weights file {path!r} does not exist")
+    try:
+        if str(path).endswith(".keras"):
+            from .io import load_model
+
+            model.set_weights(load_model(path).get_weights())
+        else:
+            model.load_weights(path)
+    except (ValueError, OSError) as err:
+        raise ModelFileError(f"could not load weights from {path!r} into {model.name}: {err}") from err
+
+
+def last_conv_layer_name(model: keras.Model) -> str:
+    """Name of the last layer with a 4-D (N, h, w, c) output that is not pooling or dropout:
+    the feature map Grad-CAM weights. For the registry's models this is the final activation
+    before global pooling (``block4b_relu``, ``stage4_block2_out``, ``out_relu``)."""
+    skip = (layers.Dropout, layers.SpatialDropout2D, layers.MaxPooling2D, layers.AveragePooling2D,
+            layers.InputLayer)
+    for layer in reversed(model.layers):
+        shape = getattr(layer, "output_shape", None)
+        if isinstance(shape, tuple) and len(shape) == 4 and not isinstance(layer, skip):
+            return layer.name
+    raise ValueError(f"model {model.name!r} has no layer with a 4-D output to explain")
+
+
+# ----------------------------------------------------------------------------- custom CNN
+def _conv_bn_relu(x, filters: int, name: str):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(gamma_initializer="ones", beta_initializer="zeros", name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _build_custom_cnn(shape, num_classes, weights=None, width: int = 32, depth: int = 4,
+                      dropout: float = 0.3) -> keras.Model:
+    if not (1 <= int(depth) <= 6):
+        raise ValueError(f"custom_cnn depth must be in [1, 6], got {depth!r}")
+    inputs = keras.Input(shape, name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    filters = int(width)
+    for block in range(int(depth)):
+        x = _conv_bn_relu(x, filters, f"block{block + 1}a")
+        last = f"block{block + 1}b"
+        x = _conv_bn_relu(x, filters, last)
+        if block < int(depth) - 1:
+            x = layers.MaxPooling2D(2, name=f"block{block + 1}_pool")(x)
+            x = layers.SpatialDropout2D(dropout / 3, name=f"block{block + 1}_dropout")(x)
+            filters = min(filters * 2, 512)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dense(max(filters // 2, 16), activation="relu", kernel_initializer="glorot_uniform", name="fc")(x)
+    outputs = _head(x, num_classes, dropout)
+    model = keras.Model(inputs, outputs, name="custom_cnn")
+    return model
+
+
+# ----------------------------------------------------------------------------- ResNet18
+def _basic_block(x, filters: int, stride: int, name: str):
+    shortcut = x
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.ReLU(name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, kernel_initializer="he_normal", name=f"{name}_down_conv")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_down_bn")(shortcut)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.ReLU(name=f"{name}_out")(y)
+
+
+def _build_resnet18(shape, num_classes, weights=None, width: int = 64, dropout: float = 0.2) -> keras.Model:
+    inputs = keras.Input(shape, name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
+    # Small inputs (PneumoniaMNIST 28 px, CIFAR 32 px) lose everything to the 7x7/2 stem + pool.
+    small = min(shape[:2]) < 96
+    if small:
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name="stem_conv")(x)
+    else:
+        x = layers.Conv2D(width, 7, strides=2, padding="same", use_bias=False, kernel_initializer="he_normal", name="stem_conv")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    if not small:
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    for stage, (blocks, mult) in enumerate(zip((2, 2, 2, 2), (1, 2, 4, 8))):
+        for b in range(blocks):
+            stride = 2 if (b == 0 and stage > 0) else 1
+            x = _basic_block(x, width * mult, stride, f"stage{stage + 1}_block{b + 1}")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = _head(x, num_classes, dropout)
+    model = keras.Model(inputs, outputs, name="resnet18")
+    return model
+
+
+# ----------------------------------------------------------------------------- MobileNetV2
+def _mobilenet_weights_file(alpha: float, rows: int) -> str:
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5"
+
+
+def _build_mobilenet_v2(shape, num_classes, weights=None, alpha: float = 1.0, dropout: float = 0.2,
+                        trainable_backbone_layers: int | None = None) -> keras.Model:
+    inputs = keras.Input(shape, name="image")
+    x = inputs
+    if shape[2] == 1:
+        # ImageNet filters expect three channels; grey X-rays are repeated rather than re-learned.
+        x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)
+    rows = shape[0] if shape[0] in (96, 128, 160, 192, 224) else 224
+    if weights == "imagenet":
+        _ensure_imagenet_file(alpha, rows)
+    # Passing input_tensor builds the backbone's layers into this graph (a flat model): tfmot and
+    # Grad-CAM then reach every layer directly instead of through a nested Model.
+    backbone = keras.applications.MobileNetV2(
+        input_tensor=x, include_top=False, alpha=alpha,
+        weights="imagenet" if weights == "imagenet" else None,
+    )
+    x = layers.GlobalAveragePooling2D(name="gap")(backbone.output)
+    outputs = _head(x, num_classes, dropout)
+    model = keras.Model(inputs, outputs, name="mobilenet_v2")
+    if weights == "imagenet":
+        set_backbone_trainable(model, trainable_layers=trainable_backbone_layers or 0)
+    return model
+
+
+def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Layers between the in-model rescaling and the global pooling (MobileNetV2's backbone)."""
+    names = [layer.name for layer in model.layers]
+    start = names.index("rescale") + 1 if "rescale" in names else 1
+    end = names.index("gap") if "gap" in names else len(names)
+    return model.layers[start:end]
+
+
+def set_backbone_trainable(model: keras.Model, trainable_layers: int) -> int:
+    """Freeze the backbone except its last ``trainable_layers`` layers (BatchNorm stays frozen,
+    the usual fine-tuning advice). Returns how many backbone layers are trainable."""
+    body = backbone_layers(model)
+    n = max(0, min(int(trainable_layers), len(body)))
+    for i, layer in enumerate(body):
+        trainable = i >= len(body) - n
+        layer.trainable = trainable and not isinstance(layer, layers.BatchNormalization)
+    return n
+
+
+def _ensure_imagenet_file(alpha: float, rows: int) -> None:
+    fname = _mobilenet_weights_file(alpha, rows)
+    cache_dir = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+    path = os.path.join(cache_dir, fname)
+    if os.path.exists(path):
+        return
+    try:
+        keras.utils.get_file(fname, MOBILENET_WEIGHTS_URL_HINT.format(file=fname), cache_subdir="models")
+    except Exception as err:  # network errors come in many types; the message below is what helps
+        raise MissingDownloadError(
+            f"MobileNetV2 ImageNet weights are not on this machine and could not be downloaded "
+            f"({type(err).__name__}). Put the file {fname} into {cache_dir}/ (download it from "
+            f"{MOBILENET_WEIGHTS_URL_HINT.format(file=fname)} on a machine with internet), "
+            f"or train without --pretrained."
+        ) from err
+
+
+register_model(ModelSpec(
+    "custom_cnn", _build_custom_cnn,
+    "Lightweight CNN: Conv-BN-ReLU pairs, max pooling, spatial dropout, GAP, dense head",
+    last_conv_layer="block{depth}b_relu", preprocessing="x / 255", default_image_size=128,
+    options=("width", "depth", "dropout"),
+))
+register_model(ModelSpec(
+    "resnet18", _build_resnet18, "ResNet-18 (basic blocks [2, 2, 2, 2]); 3x3 stem for inputs < 96 px",
+    last_conv_layer="stage4_block2_out", preprocessing="x / 127.5 - 1", default_image_size=224,
+    options=("width", "dropout"),
+))
+register_model(ModelSpec(
+    "mobilenet_v2", _build_mobilenet_v2, "Keras MobileNetV2 backbone (flat), Dropout + Dense head",
+    last_conv_layer="out_relu", preprocessing="grey repeated to RGB; x / 127.5 - 1",
+    default_image_size=224, supports_imagenet=True,
+    options=("alpha", "dropout", "trainable_backbone_layers"),
+))
