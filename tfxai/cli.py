@@ -30,14 +30,15 @@ def _command_module(name: str):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The full parser; ``only`` builds just one subcommand's arguments (faster start-up)."""
+    """The parser; only the ``only`` subcommand gets its arguments (and its module imported), so
+    ``tfxai --help`` answers at once and one command never pays for another's imports."""
     parser = argparse.ArgumentParser(prog="tfxai", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tfxai {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        if only in (None, name):
+        if only == name:
             _command_module(name).add_arguments(p)
     return parser
 
@@ -64,4 +65,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.exit(main())
+
+
+def main_entry() -> None:
+    """Console-script entry point (``tfxai ...``)."""
     sys.exit(main())

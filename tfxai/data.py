@@ -532,8 +532,9 @@ def load_splits(data_dir: str, image_size: int, channels: int = 1, mode: str = "
             log.info("%s has only %d images; carving a validation split from train instead",
                      val_dir, len(val_scan[0]))
         tr, va = grouped_split(train.labels, [patient_id(p) for p in train.paths], val_fraction, seed)
+        skipped = train.skipped
         train, val = train.subset(tr), train.subset(va)
-        val.skipped = []
+        train.skipped = skipped  # reported once, with train, where the files were
     else:
         val = decode_files(*val_scan, image_size, channels, mode, cache_dir, progress=progress)
         _check_usable(val, val_dir)

@@ -224,7 +224,7 @@ def _build_mobilenet_v2(shape, num_classes, weights=None, alpha: float = 1.0, dr
     # Passing input_tensor builds the backbone's layers into this graph (a flat model): tfmot and
     # Grad-CAM then reach every layer directly instead of through a nested Model.
     backbone = keras.applications.MobileNetV2(
-        input_tensor=x, include_top=False, alpha=alpha,
+        input_shape=(shape[0], shape[1], 3), input_tensor=x, include_top=False, alpha=alpha,
         weights="imagenet" if weights == "imagenet" else None,
     )
     x = layers.GlobalAveragePooling2D(name="gap")(backbone.output)

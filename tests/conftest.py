@@ -1,0 +1,47 @@
+"""Shared test set-up: a private decode cache, tiny synthetic datasets, and the real data when present.
+
+Tests never download: the decode cache and Keras' home point into a temporary folder.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_TMP = tempfile.mkdtemp(prefix="tfxai-tests-")
+os.environ["TFXAI_CACHE_DIR"] = os.path.join(_TMP, "cache")
+os.environ["KERAS_HOME"] = os.path.join(_TMP, "keras-home")  # an empty Keras cache: no weights to find
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data when this checkout sits beside it (developer machines, CI); else skip."""
+    if not (SHARED_DATA / "README.md").exists():
+        pytest.skip(f"real data not available at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> str:
+    """A tiny Kaggle-layout synthetic dataset: train 160, val 60, test 60 images of 32 px."""
+    from tfxai.synthetic import write_synthetic_dataset
+
+    root = str(tmp_path_factory.mktemp("synthetic") / "chest_xray")
+    write_synthetic_dataset(root, {"train": 160, "val": 60, "test": 60}, image_size=32, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, synthetic_dir):
+    """One small trained custom_cnn run folder, shared by evaluate/predict/CLI tests."""
+    from tfxai.train import TrainConfig, train
+
+    out = str(tmp_path_factory.mktemp("runs") / "tiny")
+    result = train(TrainConfig(synthetic_dir, "custom_cnn", out, epochs=3, image_size=32, batch_size=32,
+                               model_options={"width": 8, "depth": 2}, cache_dir=None, verbose=0))
+    return result

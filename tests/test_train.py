@@ -1,0 +1,136 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tfxai._keras import keras
+from tfxai.errors import TfxaiError
+from tfxai.train import TrainConfig, read_history, train
+
+TINY = {"width": 8, "depth": 2}
+
+
+def _config(data_dir, out, **kw):
+    base = dict(model_type="custom_cnn", output_dir=str(out), epochs=3, image_size=32, batch_size=32,
+                model_options=TINY, cache_dir=None, verbose=0)
+    base.update(kw)
+    return TrainConfig(data_dir, **base)
+
+
+@pytest.mark.slow
+def test_a_model_learns_the_synthetic_task(tmp_path):
+    from tfxai.synthetic import write_synthetic_dataset
+
+    root = str(tmp_path / "d")
+    write_synthetic_dataset(root, {"train": 600, "val": 120}, image_size=48, seed=1)
+    r = train(_config(root, tmp_path / "run", epochs=15, image_size=48, model_options={"width": 16, "depth": 3}))
+    assert r.val_metrics["roc_auc"] > 0.9, r.val_metrics
+    assert r.val_metrics["accuracy"] > 0.8, r.val_metrics
+
+
+def test_run_folder_has_model_config_history_and_curves(trained_run):
+    out = trained_run.output_dir
+    for name in ("best_model.keras", "run_config.json", "history.csv", "training_curves.png",
+                 "val_metrics.json"):
+        assert os.path.getsize(os.path.join(out, name)) > 0, name
+    assert os.listdir(os.path.join(out, "logs"))  # TensorBoard events
+    cfg = json.load(open(os.path.join(out, "run_config.json")))
+    assert cfg["status"] == "finished"
+    assert cfg["class_names"] == ["NORMAL", "PNEUMONIA"]
+    assert cfg["image_size"] == 32 and cfg["channels"] == 1 and cfg["resize_mode"] == "pad"
+    assert cfg["arguments"]["model_type"] == "custom_cnn" and cfg["arguments"]["seed"] == 0
+    assert "tensorflow" in cfg["versions"] and "tf-keras" in cfg["versions"]
+    assert 0 <= cfg["threshold"] <= 1
+    hist = read_history(os.path.join(out, "history.csv"))
+    for k in ("loss", "accuracy", "precision", "recall", "f1", "auc", "val_loss", "val_f1", "val_auc"):
+        assert len(hist[k]) == 3, k
+    assert not os.path.exists(os.path.join(out, "backup"))
+
+
+def test_epoch_f1_is_computed_over_the_whole_epoch(trained_run):
+    # F1 from the epoch's precision and recall: batch-averaged F1 would not satisfy this identity.
+    hist = read_history(os.path.join(trained_run.output_dir, "history.csv"))
+    for p, r, f1 in zip(hist["val_precision"], hist["val_recall"], hist["val_f1"]):
+        expected = 2 * p * r / (p + r) if p + r else 0.0
+        assert f1 == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_finished_run_is_never_overwritten(trained_run, synthetic_dir):
+    before = os.path.getmtime(trained_run.model_path)
+    r = train(_config(synthetic_dir, trained_run.output_dir, epochs=1))
+    assert r.output_dir == trained_run.output_dir + "-2"
+    assert os.path.getmtime(trained_run.model_path) == before
+
+
+class _Kill(keras.callbacks.Callback):
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_a_killed_run_resumes_from_its_last_completed_epoch(tmp_path, synthetic_dir):
+    cfg = _config(synthetic_dir, tmp_path / "run", epochs=4)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[_Kill(at_epoch=1)])
+    assert os.path.isdir(tmp_path / "run" / "backup")
+    assert json.load(open(tmp_path / "run" / "run_config.json"))["status"] == "running"
+    r = train(_config(synthetic_dir, tmp_path / "run", epochs=4))
+    assert r.resumed_from_epoch == 2
+    assert r.output_dir == str(tmp_path / "run")
+    assert read_history(os.path.join(r.output_dir, "history.csv"))["epoch"] == [0, 1, 2, 3]
+    assert not os.path.exists(tmp_path / "run" / "backup")
+
+
+def test_resume_with_changed_settings_is_refused(tmp_path, synthetic_dir):
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(synthetic_dir, tmp_path / "run", epochs=3), callbacks=[_Kill(at_epoch=0)])
+    with pytest.raises(TfxaiError, match="different settings.*image_size"):
+        train(_config(synthetic_dir, tmp_path / "run", epochs=3, image_size=40))
+
+
+def test_same_seed_gives_the_same_model(tmp_path, synthetic_dir):
+    a = train(_config(synthetic_dir, tmp_path / "a", epochs=2))
+    b = train(_config(synthetic_dir, tmp_path / "b", epochs=2))
+    assert a.history["val_loss"] == pytest.approx(b.history["val_loss"], abs=1e-6)
+
+
+def test_threshold_policy_sensitivity_is_applied_on_validation(tmp_path, synthetic_dir):
+    r = train(_config(synthetic_dir, tmp_path / "t", epochs=2, threshold_policy="sensitivity",
+                      target_sensitivity=0.9))
+    assert r.val_metrics["sensitivity"] >= 0.9
+    assert json.load(open(os.path.join(r.output_dir, "run_config.json")))["threshold"] == pytest.approx(r.threshold)
+
+
+def test_bad_arguments_are_named(tmp_path, synthetic_dir):
+    with pytest.raises(TfxaiError, match="--model-type 'vgg'"):
+        train(_config(synthetic_dir, tmp_path / "x", model_type="vgg"))
+    with pytest.raises(TfxaiError, match="--pretrained .* mobilenet_v2 only"):
+        train(_config(synthetic_dir, tmp_path / "x", model_type="resnet18", pretrained=True))
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path, synthetic_dir):
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from tfxai.train import TrainConfig, train
+        r = train(TrainConfig({synthetic_dir!r}, "custom_cnn", {str(tmp_path / 'm')!r}, epochs=1, image_size=32,
+                              model_options={TINY!r}, cache_dir=None, verbose=0, strategy="mirrored",
+                              deterministic=False))
+        print("REPLICAS", tf.distribute.MirroredStrategy().num_replicas_in_sync, r.model_path)
+    """)
+    out = subprocess.run([sys.executable, "-c", "import tfxai._keras\n" + script], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "REPLICAS 2" in out.stdout
+    assert "batch 64 on 2 replica(s)" in out.stdout  # the global batch doubles
+    assert os.path.exists(tmp_path / "m" / "best_model.keras")
