@@ -124,3 +124,20 @@ def test_console_entry_point_and_scripts_wrap_the_cli():
     assert out.returncode == 0
     for cmd in ("train", "evaluate", "predict", "explain", "prune", "export", "demo"):
         assert cmd in out.stdout
+
+
+def test_evaluate_with_test_time_augmentation_averages_views(tmp_path, trained_run, synthetic_dir):
+    from tfxai.evaluate import tta_proba
+    from tfxai.io import load_classifier
+
+    clf = load_classifier(trained_run.model_path)
+    x = np.full((2, 32, 32, 1), 100, np.uint8)
+    x[1, 8:24, 8:24] = 220
+    one = tta_proba(clf, x, n=1)
+    np.testing.assert_allclose(one, clf.predict_proba(x), atol=1e-6)  # n=1 is the plain prediction
+    many = tta_proba(clf, x, n=6, seed=3)
+    np.testing.assert_allclose(many, tta_proba(clf, x, n=6, seed=3), atol=1e-6)  # seeded
+    np.testing.assert_allclose(many.sum(axis=1), 1.0, atol=1e-5)
+    assert main(["evaluate", "--checkpoint", trained_run.model_path, "--data-dir", synthetic_dir,
+                 "--output-dir", str(tmp_path / "e"), "--quiet", "--tta", "4"]) == 0
+    assert json.load(open(tmp_path / "e" / "metrics.json"))["tta"] == 4

@@ -53,23 +53,46 @@ def _run_splits(classifier: Classifier, data_dir: str, progress: bool) -> data_l
     return splits
 
 
+TTA_AUGMENT = data_lib.AugmentConfig(rotation=4.0, zoom=0.05, shift=0.03, contrast=0.15, brightness=0.05,
+                                     gamma=0.15)
+
+
+def tta_proba(classifier: Classifier, images: np.ndarray, n: int = 8, seed: int = 0) -> np.ndarray:
+    """Test-time augmentation: mean probabilities over the image and ``n - 1`` mild random
+    variants (small shifts, zoom, contrast; seeded). (N, K) float32."""
+    import tensorflow as tf
+
+    if n < 1:
+        raise ValueError(f"tta must be >= 1, got {n!r}")
+    total = classifier.predict_proba(images).astype(np.float64)
+    x = tf.constant(np.asarray(images, np.float32))
+    for i in range(1, n):
+        variant = data_lib.augment_batch(x, tf.constant([seed, i], tf.int64), TTA_AUGMENT).numpy()
+        total += classifier.predict_proba(variant)
+    return (total / n).astype(np.float32)
+
+
 def evaluate(classifier: Classifier, images: np.ndarray, labels: np.ndarray, output_dir: str,
              paths: list[str] | None = None, threshold: float | None = None,
              val: tuple[np.ndarray, np.ndarray] | None = None, target_sensitivity: float | None = None,
-             calibrate: bool = False, title: str = "") -> dict:
+             calibrate: bool = False, title: str = "", tta: int = 1) -> dict:
     """Score ``images`` (uint8 (N, S, S, C)) against ``labels`` and write the report files.
 
     threshold: None uses the classifier's (chosen on validation at training time).
     val: (images, labels) of the validation split, used to pick a threshold for
     ``target_sensitivity`` and to fit the temperature when ``calibrate``.
+    tta: number of test-time augmented views averaged per image (1 = off).
     Returns the metrics dict (also in ``output_dir/metrics.json``).
     """
     os.makedirs(output_dir, exist_ok=True)
-    proba = classifier.predict_proba(images)
+    def predict(x):
+        return tta_proba(classifier, x, tta) if tta > 1 else classifier.predict_proba(x)
+
+    proba = predict(images)
     names = classifier.class_names
-    out: dict = {"model": classifier.path, "kind": classifier.kind, "class_names": names}
+    out: dict = {"model": classifier.path, "kind": classifier.kind, "class_names": names, "tta": tta}
     thr = classifier.threshold if threshold is None else float(threshold)
-    val_proba = classifier.predict_proba(val[0]) if val is not None else None
+    val_proba = predict(val[0]) if val is not None else None
     temperature = None
     if calibrate:
         if val is None:

@@ -63,7 +63,6 @@ def save_model(model, path: str) -> None:
 def load_model(path: str):
     """Load a ``.keras`` model with ``safe_mode=True`` (refuses embedded Python code)."""
     from ._keras import keras
-    from . import layers as _custom_layers  # noqa: F401  (registers tfxai's serialisable layers)
 
     if not os.path.exists(path):
         raise ModelFileError(f"model file {path!r} does not exist")

@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="choose the threshold on the validation split to reach this sensitivity")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=False,
                    help="fit temperature scaling on the validation split; report ECE before and after")
+    p.add_argument("--tta", type=int, default=1,
+                   help="test-time augmentation: average this many mildly shifted/contrasted views (1 = off)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -38,7 +40,8 @@ def run(args) -> int:
     if data.skipped:
         print(f"skipped {len(data.skipped)} unreadable file(s); see the warnings above")
     res = evaluate(clf, data.images, data.labels, out_dir, data.paths, args.threshold, val,
-                   args.target_sensitivity, args.calibrate, title=os.path.basename(where.rstrip("/")))
+                   args.target_sensitivity, args.calibrate, title=os.path.basename(where.rstrip("/")),
+                   tta=args.tta)
     m = res["metrics"]
     print(format_metrics(m, prefix=f"threshold {m.get('threshold', 0.5):.3f}: "))
     print("confusion matrix (rows true, columns predicted; " + ", ".join(clf.class_names) + "): "
