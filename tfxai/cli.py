@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        for noisy in ("absl", "tensorflow", "h5py", "matplotlib", "PIL"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(_command_module(args.command).run(args) or 0)
     except TfxaiError as err:
