@@ -115,3 +115,11 @@ def test_model_file_with_python_code_is_refused(tmp_path):
     (tmp_path / "old.h5").write_bytes(b"\x89HDF")
     with pytest.raises(ModelFileError, match="refused"):
         load_model(str(tmp_path / "old.h5"))
+
+
+@pytest.mark.parametrize("name", ["custom_cnn", "resnet18"])
+def test_batchnorm_statistics_settle_quickly(name):
+    # Short CPU runs must not leave inference-mode BatchNorm on its initial statistics.
+    m = models.build_model(name, (32, 32, 1), 2)
+    bns = [l for l in m.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and all(l.momentum == pytest.approx(0.9) for l in bns)

@@ -17,6 +17,15 @@ from .errors import MissingDownloadError, ModelFileError
 
 log = logging.getLogger(__name__)
 layers = keras.layers
+# BatchNorm moving averages with Keras' default momentum 0.99 need thousands of steps to settle; on
+# the small datasets and short CPU runs tfxai is for, inference then collapses to one class. 0.9
+# (PyTorch's 0.1) settles within a few hundred steps.
+BN_MOMENTUM = 0.9
+
+
+def _bn(name: str):
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, gamma_initializer="ones",
+                                     beta_initializer="zeros", name=name)
 
 MOBILENET_WEIGHTS_URL_HINT = (
     "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/{file}"
@@ -141,7 +150,7 @@ def last_conv_layer_name(model: keras.Model) -> str:
 # ----------------------------------------------------------------------------- custom CNN
 def _conv_bn_relu(x, filters: int, name: str):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(gamma_initializer="ones", beta_initializer="zeros", name=f"{name}_bn")(x)
+    x = _bn(f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -171,13 +180,13 @@ def _build_custom_cnn(shape, num_classes, weights=None, width: int = 32, depth: 
 def _basic_block(x, filters: int, stride: int, name: str):
     shortcut = x
     y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv1")(x)
-    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = _bn(f"{name}_bn1")(y)
     y = layers.ReLU(name=f"{name}_relu1")(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv2")(y)
-    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = _bn(f"{name}_bn2")(y)
     if stride != 1 or shortcut.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, kernel_initializer="he_normal", name=f"{name}_down_conv")(x)
-        shortcut = layers.BatchNormalization(name=f"{name}_down_bn")(shortcut)
+        shortcut = _bn(f"{name}_down_bn")(shortcut)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.ReLU(name=f"{name}_out")(y)
 
@@ -191,7 +200,7 @@ def _build_resnet18(shape, num_classes, weights=None, width: int = 64, dropout: 
         x = layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name="stem_conv")(x)
     else:
         x = layers.Conv2D(width, 7, strides=2, padding="same", use_bias=False, kernel_initializer="he_normal", name="stem_conv")(x)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = _bn("stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     if not small:
         x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
