@@ -57,6 +57,9 @@ def save_overlay(path: str, original: np.ndarray, heatmap: np.ndarray, caption: 
     over = overlay(original, heatmap)
     base = original if original.shape[2] == 3 else np.repeat(original, 3, axis=2)
     canvas = np.concatenate([base, over], axis=1)
+    if canvas.shape[1] < 640:  # small originals (MNIST-sized, synthetic): enlarge so the caption fits
+        f = int(np.ceil(640 / canvas.shape[1]))
+        canvas = cv2.resize(canvas, (canvas.shape[1] * f, canvas.shape[0] * f), interpolation=cv2.INTER_NEAREST)
     scale = max(1.0, canvas.shape[1] / 1200)
     band = np.full((int(40 * scale), canvas.shape[1], 3), 255, np.uint8)
     cv2.putText(band, caption, (10, int(28 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (0, 0, 0),

@@ -344,7 +344,7 @@ def train(config: TrainConfig, splits: data_lib.DataSplits | None = None,
     EpochTimer, BestCheckpoint, CurvePlotter = _callbacks_module()
     csv_path = os.path.join(out, "history.csv")
     state_path = os.path.join(out, STATE_NAME)
-    title = f"{config.model_type} on {os.path.basename(os.path.normpath(config.data_dir))}"
+    title = f"{config.model_type} on {os.path.normpath(config.data_dir)}"
     verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
     print(f"training {config.model_type} ({model.count_params():,} parameters) for {config.epochs} "
           f"epochs on {len(train_set)} images, batch {global_batch} on {replicas} replica(s); run folder {out}")
