@@ -32,7 +32,9 @@ def _command_module(name: str):
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the ``only`` subcommand gets its arguments (and its module imported), so
     ``tfxai --help`` answers at once and one command never pays for another's imports."""
-    parser = argparse.ArgumentParser(prog="tfxai", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="tfxai", description="Explainable, edge-deployable chest X-ray pneumonia triage "
+        "(TensorFlow/Keras 2, CPU, offline). 'tfxai <command> --help' lists a command's flags.")
     parser.add_argument("--version", action="version", version=f"tfxai {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="command")
