@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import __version__
 from .errors import ModelFileError
 
 RUN_CONFIG_NAME = "run_config.json"
@@ -79,6 +81,20 @@ def load_model(path: str):
         raise ModelFileError(f"{path!r} is not a readable Keras model: {err}") from err
     except (OSError, KeyError, TypeError) as err:
         raise ModelFileError(f"{path!r} is not a readable Keras model: {err}") from err
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python, tfxai and the libraries that decide a model's numbers (for run configs)."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "platform": platform.platform(), "tfxai": __version__}
+    for pkg in ("tensorflow", "tf-keras", "numpy", "scikit-learn", "opencv-python-headless",
+                "tensorflow-model-optimization", "pydicom", "ai-edge-litert", "tf-keras-vis", "lime"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
 
 
 def read_run_config(model_path: str) -> dict:

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ._keras import keras, tf
+from ._keras import keras
 from .errors import MissingDownloadError, ModelFileError
 
 log = logging.getLogger(__name__)

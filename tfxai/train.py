@@ -12,7 +12,6 @@ import csv
 import json
 import logging
 import os
-import platform
 import shutil
 import sys
 import time
@@ -20,9 +19,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import __version__, data as data_lib, metrics as metrics_lib, plots
+from . import data as data_lib, metrics as metrics_lib, plots
 from .errors import TfxaiError
-from .io import BEST_MODEL_NAME, RUN_CONFIG_NAME, probabilities, read_run_config, save_model, write_json
+from .io import (BEST_MODEL_NAME, RUN_CONFIG_NAME, library_versions, probabilities, read_run_config,
+                 save_model, write_json)
 
 log = logging.getLogger(__name__)
 
@@ -108,19 +108,6 @@ class TrainResult:
     seconds: float
     images_per_second: float
     resumed_from_epoch: int = 0
-
-
-def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version(), "tfxai": __version__}
-    for pkg in ("tensorflow", "tf-keras", "numpy", "scikit-learn", "opencv-python-headless",
-                "tensorflow-model-optimization", "pydicom"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 # ----------------------------------------------------------------------------- output folder

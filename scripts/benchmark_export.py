@@ -1,0 +1,89 @@
+"""Speed and size on this machine: each Keras float model against its TFLite variants.
+
+    python scripts/benchmark_export.py --models runs/prune/models/dense.keras,runs/prune/models/iterative_80.keras \
+        --dataset cifar10 --output-dir runs/benchmark_export
+
+For every model and every variant (Keras float, TFLite float32 / dynamic / float16 / int8), in one
+process: the median latency per image (batch of one, after warm-up, ``--latency-runs`` timed runs),
+the file size raw and gzipped, accuracy and agreement with Keras on the same validation images,
+and the ratios against the Keras model and against TFLite float32. A benchmark, not a test:
+numbers depend on the CPU and on what else runs on it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", required=True, help="comma list of .keras files")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data-dir", help="class-folder dataset (calibration: train, measuring: val)")
+    src.add_argument("--dataset", choices=("cifar10",))
+    p.add_argument("--cifar10-archive")
+    p.add_argument("--quantization", default="all")
+    p.add_argument("--eval-images", type=int, default=1000)
+    p.add_argument("--latency-runs", type=int, default=200)
+    p.add_argument("--resize-mode", default="pad")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output-dir", default=os.path.join("runs", "benchmark_export"))
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    from tfxai import export
+    from tfxai.data import load_splits
+    from tfxai.io import load_model, read_run_config, write_json
+    from tfxai.pruning_experiment import prepare_cifar10
+
+    quantizations = export.parse_quantizations(args.quantization)
+    data_dir = prepare_cifar10(args.cifar10_archive) if args.dataset else args.data_dir
+    results = {}
+    splits = {}
+    for path in [m.strip() for m in args.models.split(",") if m.strip()]:
+        model = load_model(path)
+        size, channels = int(model.input_shape[1]), int(model.input_shape[3])
+        if (size, channels) not in splits:
+            splits[(size, channels)] = load_splits(data_dir, size, channels, args.resize_mode, seed=args.seed,
+                                                   progress=False)
+        data = splits[(size, channels)]
+        val = data.val
+        if args.eval_images and len(val) > args.eval_images:
+            val = val.subset(np.sort(np.random.default_rng(args.seed).permutation(len(val))[:args.eval_images]))
+        cfg = read_run_config(path)
+        config = export.model_config(data.class_names, size, channels, args.resize_mode,
+                                     float(cfg.get("threshold", 0.5)), source_model=os.path.abspath(path))
+        name = os.path.splitext(os.path.basename(path))[0]
+        rows = export.export_and_measure(model, os.path.join(args.output_dir, name), quantizations,
+                                         representative_images=data.train.images, eval_images=val.images,
+                                         eval_labels=val.labels, config=config, name=name,
+                                         latency_runs=args.latency_runs, seed=args.seed)
+        keras_row = rows[0]
+        float_row = next((r for r in rows if r["quantization"] == "float32" and r["format"] == "tflite"), None)
+        print(f"\n{path}: {len(val)} validation images of {data_dir}; latency = median of "
+              f"{args.latency_runs} single-image runs after warm-up ({os.cpu_count()} CPU cores)")
+        print(f"{'variant':15s} {'size KB':>9s} {'gzip KB':>9s} {'x smaller':>9s} {'x vs f32':>9s} "
+              f"{'ms/img':>8s} {'x faster':>8s} {'x vs f32':>8s} {'acc':>6s} {'agree':>6s}")
+        for r in rows:
+            r["size_ratio_vs_keras"] = keras_row["size_bytes"] / r["size_bytes"]
+            r["speedup_vs_keras"] = keras_row["latency_ms"] / r["latency_ms"]
+            r["size_ratio_vs_tflite_float32"] = float_row["size_bytes"] / r["size_bytes"] if float_row else None
+            r["speedup_vs_tflite_float32"] = float_row["latency_ms"] / r["latency_ms"] if float_row else None
+            label = f"{r['format']} {r['quantization']}"
+            print(f"{label:15s} {r['size_bytes'] / 1024:9.1f} {r['gzip_bytes'] / 1024:9.1f} "
+                  f"{r['size_ratio_vs_keras']:9.2f} {r['size_ratio_vs_tflite_float32'] or 0:9.2f} "
+                  f"{r['latency_ms']:8.3f} {r['speedup_vs_keras']:8.2f} {r['speedup_vs_tflite_float32'] or 0:8.2f} "
+                  f"{r['accuracy']:6.3f} {r['agreement']:6.3f}")
+        results[path] = rows
+    write_json(os.path.join(args.output_dir, "benchmark_export.json"), results)
+    print(f"\nwrote {os.path.join(args.output_dir, 'benchmark_export.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""tfxai.export: TFLite variants against Keras, sidecars, the classifier interface, the export CLI."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from prune_helpers import toy_images, trained_tiny_cnn
+from tfxai import export, prune
+from tfxai.cli import main
+from tfxai.errors import DataError, ModelFileError
+from tfxai.io import load_classifier, probabilities, save_model, write_json
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny CNN fitted on the toy task, held-out images, and its Keras probabilities."""
+    from types import SimpleNamespace
+
+    model, images, labels = trained_tiny_cnn()
+    test_images, test_labels = toy_images(200, seed=7)
+    keras_proba = probabilities(model.predict(test_images.astype(np.float32), verbose=0))
+    return SimpleNamespace(model=model, images=images, labels=labels, test_images=test_images,
+                           test_labels=test_labels, keras_proba=keras_proba)
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    model, images = trained.model, trained.images
+    folder = tmp_path_factory.mktemp("tflite")
+    config = export.model_config(["NORMAL", "PNEUMONIA"], 32, 1, "pad", threshold=0.4,
+                                 normalization="x / 255 inside the model")
+    paths = {q: export.export_tflite(model, str(folder / f"m_{q}.tflite"), q, images, config)
+             for q in export.QUANTIZATIONS}
+    return paths
+
+
+def test_toy_model_is_well_trained(trained):
+    assert np.mean((trained.keras_proba[:, 1] >= 0.5) == trained.test_labels) >= 0.95  # else agreement tests mean little
+
+
+def test_float16_tflite_matches_keras_within_1e3(trained, exported):
+    test_images, keras_proba = trained.test_images, trained.keras_proba
+    proba = load_classifier(exported["float16"]).predict_proba(test_images)
+    assert np.max(np.abs(proba - keras_proba)) < 1e-3
+
+
+def test_float32_tflite_matches_keras_within_1e5(trained, exported):
+    test_images, keras_proba = trained.test_images, trained.keras_proba
+    proba = load_classifier(exported["float32"]).predict_proba(test_images)
+    assert np.max(np.abs(proba - keras_proba)) < 1e-5
+
+
+def test_int8_takes_uint8_pixels_unchanged_and_agrees_on_90_percent(trained, exported):
+    test_images, keras_proba = trained.test_images, trained.keras_proba
+    clf = load_classifier(exported["int8"])
+    assert clf.input_dtype == np.uint8
+    inp = clf.config["inputs"][0]
+    assert inp["dtype"] == "uint8" and clf.config["outputs"][0]["dtype"] == "uint8"
+    assert inp["quantization"] == {"scale": pytest.approx(1.0), "zero_point": 0}  # raw pixels as they are
+    proba = clf.predict_proba(test_images)
+    assert np.mean(proba.argmax(1) == keras_proba.argmax(1)) >= 0.9
+    assert np.max(np.abs(proba - keras_proba)) < 0.1
+    # uint8 and float32 pixel arrays give the same answer
+    np.testing.assert_allclose(clf.predict_proba(test_images.astype(np.float32)), proba)
+
+
+def test_quantized_files_are_smaller(exported):
+    sizes = {q: os.path.getsize(p) for q, p in exported.items()}
+    assert sizes["float16"] < 0.75 * sizes["float32"]
+    assert sizes["dynamic"] < 0.75 * sizes["float32"]
+    assert sizes["int8"] < 0.75 * sizes["float32"]
+
+
+def test_int8_multiclass_softmax_agrees_with_keras(tmp_path):
+    model, images, _ = trained_tiny_cnn(channels=3, num_classes=3)
+    test_images, _ = toy_images(150, channels=3, num_classes=3, seed=8)
+    keras_proba = model.predict(test_images.astype(np.float32), verbose=0)
+    config = export.model_config(["a", "b", "c"], 32, 3)
+    path = export.export_tflite(model, str(tmp_path / "m.tflite"), "int8", images, config)
+    proba = load_classifier(path).predict_proba(test_images)
+    assert proba.shape == (150, 3)
+    assert np.mean(proba.argmax(1) == keras_proba.argmax(1)) >= 0.9
+    assert np.allclose(proba.sum(1), 1.0, atol=0.03)
+
+
+def test_load_classifier_reads_labels_and_config_beside_the_tflite(exported):
+    clf = load_classifier(exported["dynamic"])
+    assert clf.kind == "tflite"
+    assert clf.class_names == ["NORMAL", "PNEUMONIA"]
+    assert (clf.image_size, clf.channels, clf.resize_mode, clf.threshold) == (32, 1, "pad", 0.4)
+    assert clf.config["normalization"] == "x / 255 inside the model"
+    assert clf.config["quantization"] == "dynamic"
+    folder = os.path.dirname(exported["dynamic"])
+    with open(os.path.join(folder, "labels.txt")) as f:
+        assert f.read().splitlines() == ["NORMAL", "PNEUMONIA"]
+    proba = np.array([[0.7, 0.3], [0.55, 0.45]])
+    assert clf.decide(proba).tolist() == [0, 1]  # threshold 0.4 on class 1
+
+
+def test_labels_txt_alone_names_the_classes(trained, tmp_path):
+    model = trained.model
+    path = str(tmp_path / "bare.tflite")
+    export.export_tflite(model, path, "float32")  # no config: no sidecars
+    assert load_classifier(path).class_names == ["class0", "class1"]
+    (tmp_path / "labels.txt").write_text("healthy\nsick\n")
+    assert load_classifier(path).class_names == ["healthy", "sick"]
+
+
+def test_wrong_image_shape_is_reported_with_the_shape(exported):
+    clf = load_classifier(exported["float32"])
+    with pytest.raises(DataError, match=r"\(5, 28, 28, 1\)"):
+        clf.predict_proba(np.zeros((5, 28, 28, 1), np.uint8))
+
+
+def test_missing_or_corrupt_tflite_is_a_model_file_error(tmp_path):
+    with pytest.raises(ModelFileError, match="nothing.tflite"):
+        load_classifier(str(tmp_path / "nothing.tflite"))
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer at all")
+    with pytest.raises(ModelFileError, match="bad.tflite"):
+        load_classifier(str(bad))
+
+
+@pytest.mark.parametrize("text, expected", [("all", export.QUANTIZATIONS), ("int8", ("int8",)),
+                                            ("float16, int8,int8", ("float16", "int8"))])
+def test_parse_quantizations(text, expected):
+    assert export.parse_quantizations(text) == expected
+
+
+def test_unknown_quantization_names_the_value():
+    with pytest.raises(ValueError, match="int4"):
+        export.parse_quantizations("float16,int4")
+
+
+def test_pruned_and_int8_together_keep_zeros_and_shrink_under_gzip(trained, exported, tmp_path):
+    from prune_helpers import fit
+
+    # 60%: this 19k-parameter model still does the task (at 80% it needs longer fine-tuning)
+    pruned = prune.prune_model(trained.model, prune.one_shot_schedule(0.6))
+    fit(pruned, trained.images, trained.labels, epochs=1, callbacks=prune.pruning_callbacks(),
+        learning_rate=1e-3)
+    stripped = prune.strip(pruned)
+    dense_path = exported["int8"]
+    pruned_path = export.export_tflite(stripped, str(tmp_path / "pruned.tflite"), "int8", trained.images)
+    assert export.gzip_size(pruned_path) < 0.85 * export.gzip_size(dense_path)
+    proba = load_classifier(pruned_path).predict_proba(trained.test_images)
+    assert np.mean(proba.argmax(1) == trained.test_labels) >= 0.9  # still does the task
+
+
+# ----------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def checkpoint(trained, tmp_path_factory):
+    model = trained.model
+    folder = tmp_path_factory.mktemp("ckpt")
+    path = str(folder / "best_model.keras")
+    save_model(model, path)
+    write_json(str(folder / "run_config.json"), {"class_names": ["NORMAL", "PNEUMONIA"], "image_size": 32,
+                                                 "channels": 1, "resize_mode": "pad", "threshold": 0.5})
+    return path
+
+
+def _toy_folder(root, n=80, seed=0):
+    import cv2
+
+    images, labels = toy_images(n, seed=seed)
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        folder = os.path.join(root, "train", ["NORMAL", "PNEUMONIA"][lab])
+        os.makedirs(folder, exist_ok=True)
+        cv2.imwrite(os.path.join(folder, f"patient{i:04d}_img.png"), img)
+    return str(root)
+
+
+def test_export_cli_writes_each_quantization_sidecars_and_report(checkpoint, tmp_path):
+    data = _toy_folder(tmp_path / "data", n=120)
+    out = str(tmp_path / "out")
+    assert main(["export", "--checkpoint", checkpoint, "--quantization", "float16,int8", "--data-dir", data,
+                 "--output-dir", out, "--latency-runs", "3", "--no-onnx", "--no-progress"]) == 0
+    for q in ("float16", "int8"):
+        assert os.path.exists(os.path.join(out, f"model_{q}.tflite"))
+        with open(os.path.join(out, f"model_{q}.json")) as f:
+            assert json.load(f)["class_names"] == ["NORMAL", "PNEUMONIA"]
+    assert os.path.exists(os.path.join(out, "labels.txt"))
+    assert os.path.exists(os.path.join(out, "model_saved_model", "saved_model.pb"))
+    with open(os.path.join(out, "export_report.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["format"], r["quantization"]) for r in rows] == [
+        ("keras", "float32"), ("tflite", "float16"), ("tflite", "int8"), ("saved", "float32")]
+    for r in rows[:3]:  # measured against the Keras model on the same validation images
+        assert float(r["accuracy"]) >= 0.9 and float(r["agreement"]) >= 0.9
+        assert 0 < int(r["gzip_bytes"]) < int(r["size_bytes"])
+    for r in rows[1:3]:
+        assert float(r["latency_ms"]) > 0
+    assert float(rows[1]["max_prob_diff"]) < 1e-3
+    assert rows[2]["input_dtype"] == "uint8"
+    assert load_classifier(os.path.join(out, "model_int8.tflite")).kind == "tflite"
+
+
+def test_export_cli_int8_without_data_is_a_clear_error(checkpoint, tmp_path, capsys):
+    assert main(["export", "--checkpoint", checkpoint, "--quantization", "int8",
+                 "--output-dir", str(tmp_path)]) == 2
+    assert "--data-dir" in capsys.readouterr().err
+
+
+def test_export_cli_unknown_quantization_is_a_clear_error(checkpoint, tmp_path, capsys):
+    assert main(["export", "--checkpoint", checkpoint, "--quantization", "int3",
+                 "--output-dir", str(tmp_path)]) == 2
+    assert "int3" in capsys.readouterr().err
