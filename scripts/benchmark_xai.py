@@ -19,7 +19,6 @@ uses more images. Numbers are printed and written to ``--output`` (JSON).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
