@@ -95,7 +95,7 @@ def test_prune_cli_writes_tensorboard_pruning_summaries_and_models(comparison):
         assert Path(out, "tflite", f"{name}_int8.tflite").exists()
     config = json.loads(Path(out, "run_config.json").read_text())
     assert config["class_names"] == ["NORMAL", "PNEUMONIA"] and config["image_size"] == 32
-    assert "tensorflow_model_optimization" in config["versions"]
+    assert "tensorflow-model-optimization" in config["versions"]
 
 
 def test_pruned_model_from_the_cli_loads_through_the_classifier_interface(comparison):
