@@ -253,3 +253,11 @@ def test_real_xray_as_dicom_like_16bit_input_decodes_like_the_jpeg(shared_data, 
     img16 = data.decode_image(str(tmp_path / "x16.png"))
     assert img16.shape == img8.shape
     assert np.corrcoef(img16.ravel(), img8.ravel())[0, 1] > 0.99
+
+
+@pytest.mark.realdata
+def test_pneumoniamnist_npz_loads_with_the_official_counts(shared_data):
+    splits = data.load_splits(str(shared_data / "pneumoniamnist" / "pneumoniamnist_trainval.npz"), 28)
+    assert splits.train.counts() == {"NORMAL": 1214, "PNEUMONIA": 3494}
+    assert splits.val.counts() == {"NORMAL": 135, "PNEUMONIA": 389}
+    assert not splits.val_from_train and splits.train.images.shape[1:] == (28, 28, 1)
