@@ -59,6 +59,33 @@ def pipeline_cost(splits, model_type, image_size, options, batch_size=32, steps=
     return {k: {"images_per_second": v, "ratio_to_in_memory": v / base} for k, v in results.items()}
 
 
+def score_run(model_type, size, options, run_dir, splits) -> dict:
+    """The benchmark row of one run folder: validation metrics of its best model, speed from history.csv."""
+    from tfxai.io import load_classifier
+    from tfxai.metrics import classification_metrics, threshold_youden
+    from tfxai.train import read_history
+
+    clf = load_classifier(os.path.join(run_dir, "best_model.keras"))
+    proba = clf.predict_proba(splits.val.images)
+    m = classification_metrics(splits.val.labels, proba, 0.5)
+    youden = threshold_youden(splits.val.labels, proba[:, 1])
+    at_youden = classification_metrics(splits.val.labels, proba, youden)
+    history = read_history(os.path.join(run_dir, "history.csv"))
+    secs = [s for s in history.get("seconds", []) if np.isfinite(s)]
+    ips = [s for s in history.get("images_per_second", []) if np.isfinite(s)]
+    return {
+        "model": model_type, "image_size": size, "epochs_run": len(history.get("epoch", [])),
+        "options": options, "val_roc_auc": m["roc_auc"], "val_accuracy": m["accuracy"],
+        "val_sensitivity": m["sensitivity"], "val_specificity": m["specificity"],
+        "youden_threshold": youden, "val_accuracy_youden": at_youden["accuracy"],
+        "val_sensitivity_youden": at_youden["sensitivity"], "val_specificity_youden": at_youden["specificity"],
+        "train_images_per_second": float(np.median(ips)) if ips else None,
+        "seconds_per_epoch": float(np.median(secs)) if secs else None,
+        "total_train_seconds": float(np.sum(secs)) if secs else None,
+        "params": int(clf.model.count_params()),
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=os.path.join("..", "shared", "data", "chest_xray_224"))
@@ -71,10 +98,11 @@ def main(argv=None) -> int:
     p.add_argument("--pipeline-only", action="store_true", help="only the input-pipeline measurement")
     p.add_argument("--pipeline-steps", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reuse", action="store_true",
+                   help="score run folders that already hold best_model.keras instead of training again")
     args = p.parse_args(argv)
 
     from tfxai import data as data_lib
-    from tfxai.metrics import classification_metrics, threshold_youden
     from tfxai.train import TrainConfig, train
 
     if not os.path.isdir(args.data_dir):
@@ -98,24 +126,13 @@ def main(argv=None) -> int:
                           batch_size=batch, image_size=size, lr=lr, seed=args.seed, model_options=options,
                           label_smoothing=args.label_smoothing, patience=5, overwrite=True, verbose=2,
                           deterministic=False)
-        r = train(cfg, splits=splits)
-        from tfxai.io import load_classifier
-
-        clf = load_classifier(r.model_path)
-        proba = clf.predict_proba(splits.val.images)
-        youden = threshold_youden(splits.val.labels, proba[:, 1])
-        at_youden = classification_metrics(splits.val.labels, proba, youden)
-        secs = [s for s in r.history.get("seconds", []) if np.isfinite(s)]
-        rows.append({
-            "model": model_type, "image_size": size, "epochs_run": len(r.history.get("epoch", [])),
-            "options": options, "val_roc_auc": r.val_metrics["roc_auc"], "val_accuracy": r.val_metrics["accuracy"],
-            "val_sensitivity": r.val_metrics["sensitivity"], "val_specificity": r.val_metrics["specificity"],
-            "youden_threshold": youden, "val_accuracy_youden": at_youden["accuracy"],
-            "val_sensitivity_youden": at_youden["sensitivity"], "val_specificity_youden": at_youden["specificity"],
-            "train_images_per_second": r.images_per_second,
-            "seconds_per_epoch": float(np.median(secs)) if secs else None, "total_seconds": r.seconds,
-            "params": int(clf.model.count_params()),
-        })
+        run_dir = os.path.join(args.output_dir, model_type)
+        if args.reuse and os.path.exists(os.path.join(run_dir, "best_model.keras")):
+            print(f"scoring the existing run in {run_dir} (--reuse)")
+            rows.append(score_run(model_type, size, options, run_dir, splits))
+        else:
+            train(cfg, splits=splits)
+            rows.append(score_run(model_type, size, options, run_dir, splits))
         print(json.dumps(rows[-1], indent=1))
     out = {"data_dir": args.data_dir, "validation": "carved from train, stratified, grouped by patient (15%)",
            "train_counts": next(iter(loaded.values())).train.counts(),
