@@ -22,7 +22,7 @@ import numpy as np
 RECIPES = {
     # model: (image size, epochs, batch, lr, model options); sized for a 2-core CPU.
     "custom_cnn": (112, 20, 32, 1e-3, {"width": 32, "depth": 4}),
-    "mobilenet_v2": (96, 12, 32, 1e-3, {"alpha": 0.5}),
+    "mobilenet_v2": (128, 20, 32, 1e-3, {"alpha": 0.5}),
     "resnet18": (64, 10, 32, 1e-3, {"width": 32}),
 }
 QUICK = {k: (64, 2, 32, 1e-3, v[4]) for k, v in RECIPES.items()}

@@ -116,7 +116,7 @@ def test_model_file_with_python_code_is_refused(tmp_path):
         load_model(str(tmp_path / "old.h5"))
 
 
-@pytest.mark.parametrize("name", ["custom_cnn", "resnet18"])
+@pytest.mark.parametrize("name", ["custom_cnn", "resnet18", "mobilenet_v2"])
 def test_batchnorm_statistics_settle_quickly(name):
     # Short CPU runs must not leave inference-mode BatchNorm on its initial statistics.
     m = models.build_model(name, (32, 32, 1), 2)

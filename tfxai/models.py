@@ -236,6 +236,12 @@ def _build_mobilenet_v2(shape, num_classes, weights=None, alpha: float = 1.0, dr
         input_shape=(shape[0], shape[1], 3), input_tensor=x, include_top=False, alpha=alpha,
         weights="imagenet" if weights == "imagenet" else None,
     )
+    if weights != "imagenet":
+        # Keras' MobileNetV2 uses BatchNorm momentum 0.999: trained from scratch on a few thousand
+        # X-rays, its moving averages never settle and validation sits at chance (measured here).
+        for layer in backbone.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = BN_MOMENTUM
     x = layers.GlobalAveragePooling2D(name="gap")(backbone.output)
     outputs = _head(x, num_classes, dropout)
     model = keras.Model(inputs, outputs, name="mobilenet_v2")
