@@ -7,7 +7,8 @@ import numpy as np
 from .io import write_atomic
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (imported when first needed)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; laptops in clinics and CI have no display
@@ -17,7 +18,7 @@ def _pyplot():
 
 
 def _save(fig, path: str) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
     plt.close(fig)
     return path
@@ -25,7 +26,7 @@ def _save(fig, path: str) -> str:
 
 def training_curves(history: dict[str, list[float]], path: str, title: str = "") -> str:
     """One panel per metric (loss, accuracy, auc, f1, ...), train and validation lines."""
-    plt = _pyplot()
+    plt = pyplot()
     names = [k for k in ("loss", "accuracy", "auc", "f1", "precision", "recall") if k in history]
     fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False)
     epochs = np.asarray(history.get("epoch", range(len(history[names[0]])))) + 1
@@ -47,7 +48,7 @@ def roc_pr_curves(y_true, p_pos, path: str, threshold: float | None = None, titl
     """ROC and precision-recall curves for the positive class, with the operating point marked."""
     from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     fpr, tpr, _ = roc_curve(y_true, p_pos)
     prec, rec, _ = precision_recall_curve(y_true, p_pos)
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4))
@@ -74,7 +75,7 @@ def roc_pr_curves(y_true, p_pos, path: str, threshold: float | None = None, titl
 
 
 def confusion_matrix_plot(cm, class_names, path: str, title: str = "") -> str:
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(cm)
     fig, ax = plt.subplots(figsize=(3.2 + 0.6 * len(class_names), 3 + 0.5 * len(class_names)))
     ax.imshow(cm, cmap="Blues")
@@ -93,7 +94,7 @@ def confusion_matrix_plot(cm, class_names, path: str, title: str = "") -> str:
 
 def reliability_diagram(tables: dict[str, dict], path: str, title: str = "") -> str:
     """``tables``: label -> reliability table from ``metrics.expected_calibration_error``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
     for label, t in tables.items():

@@ -38,23 +38,14 @@ def list_images(path: str) -> list[str]:
     return sorted(found)
 
 
-def overlay(original: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-    """Blend a [0, 1] heatmap (H, W) over an original uint8 (H, W, C) image: RGB uint8 (H, W, 3)."""
-    import cv2
-
-    base = original if original.shape[2] == 3 else np.repeat(original, 3, axis=2)
-    colour = cv2.applyColorMap((np.clip(heatmap, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
-    return (base.astype(np.float32) * (1 - alpha) + colour.astype(np.float32) * alpha).astype(np.uint8)
-
-
 def save_overlay(path: str, original: np.ndarray, heatmap: np.ndarray, caption: str) -> str:
     """Original and overlay side by side with a caption, as PNG."""
     import cv2
 
+    from .explain.figures import overlay
     from .io import write_atomic
 
-    over = overlay(original, heatmap)
+    over = overlay(original, heatmap, alpha=0.4)
     base = original if original.shape[2] == 3 else np.repeat(original, 3, axis=2)
     canvas = np.concatenate([base, over], axis=1)
     if canvas.shape[1] < 640:  # small originals (MNIST-sized, synthetic): enlarge so the caption fits

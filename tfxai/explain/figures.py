@@ -9,18 +9,10 @@ import os
 
 import numpy as np
 
+from ..plots import pyplot
 from . import METHOD_TITLES, Explanation
 
 MAX_SIDE = 768  # figures show large originals downscaled to this side
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -73,7 +65,7 @@ def comparison_figure(path: str, image: np.ndarray, explanations: list[Explanati
     draw on it (default: each explanation's heatmap, resized); the figure title names the
     predicted class, confidence and, when known, the true label. Returns ``path``.
     """
-    plt = _pyplot()
+    plt = pyplot()
     shown = _fit(_grey(image))
     maps = heatmaps if heatmaps is not None else [e.heatmap for e in explanations]
     n = 1 + len(explanations)
@@ -105,7 +97,7 @@ def sample_figure(path: str, images: list[np.ndarray], titles: list[str], column
     (e.g. "PNEUMONIA 93% (true NORMAL)"). Returns ``path``."""
     if not images:
         raise ValueError("sample_figure needs at least one image")
-    plt = _pyplot()
+    plt = pyplot()
     cols = max(1, min(int(columns), len(images)))
     rows = (len(images) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
@@ -125,7 +117,7 @@ def curves_figure(path: str, curves: dict[str, dict]) -> str:
     """Deletion and insertion curves of several methods side by side.
 
     curves: {method: {"deletion": Curve, "insertion": Curve}} (from metrics.faithfulness)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for method, both in curves.items():
         for ax, kind in zip(axes, ("deletion", "insertion")):
