@@ -127,8 +127,7 @@ def evaluate(classifier: Classifier, images: np.ndarray, labels: np.ndarray, out
     if proba.shape[1] == 2 and len(np.unique(labels)) == 2:
         out["files"]["roc_curve"] = plots.roc_pr_curves(labels, proba[:, 1], os.path.join(output_dir, "roc_curve.png"),
                                                         thr, title)
-    decided = classifier.decide(proba) if thr == classifier.threshold else (
-        (proba[:, 1] >= thr).astype(int) if proba.shape[1] == 2 else proba.argmax(1))
+    decided = classifier.decide(proba, thr)
     out["files"]["predictions"] = write_predictions_csv(
         os.path.join(output_dir, "predictions.csv"), paths or [str(i) for i in range(len(labels))],
         proba, decided, names, labels)

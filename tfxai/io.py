@@ -144,10 +144,10 @@ class Classifier:
                for i in range(0, len(x), batch_size)]
         return probabilities(np.concatenate(out) if out else np.zeros((0, len(self.class_names))))
 
-    def decide(self, proba: np.ndarray) -> np.ndarray:
-        """Predicted class indices: binary uses ``threshold`` on class 1, else argmax."""
+    def decide(self, proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Predicted class indices: binary uses ``threshold`` (default the model's) on class 1, else argmax."""
         if proba.shape[1] == 2:
-            return (proba[:, 1] >= self.threshold).astype(np.int64)
+            return (proba[:, 1] >= (self.threshold if threshold is None else threshold)).astype(np.int64)
         return proba.argmax(axis=1).astype(np.int64)
 
 

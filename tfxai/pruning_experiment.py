@@ -36,9 +36,6 @@ class ExperimentConfig:
     steps for every mode). Iterative pruning ramps over the first ``ramp_fraction`` of those steps,
     updating its mask every ``frequency`` steps.
 
-    bn_momentum: BatchNormalization momentum for a model built here (MobileNetV2 uses 0.999, whose
-    moving statistics need thousands of steps: a short run would be evaluated with barely updated
-    statistics); None keeps the architecture's value. A checkpoint is never changed.
     dense_fine_tune: also train a copy of the dense model for the pruned runs' budget ("dense_ft"),
     so that extra training is not mistaken for a benefit of pruning.
     """
@@ -64,7 +61,6 @@ class ExperimentConfig:
     max_eval_images: int | None = 2000
     calibration_images: int = 200
     latency_runs: int = 30
-    bn_momentum: float | None = 0.9
     dense_fine_tune: bool = True
     seed: int = 0
 
@@ -142,18 +138,12 @@ def _subsample(images, labels, n: int | None, seed: int):
 
 
 # ----------------------------------------------------------------------------- training
-def _compile(model, num_classes: int, learning_rate: float) -> None:
-    from ._keras import keras
-
-    loss = "binary_crossentropy" if num_classes == 2 else "categorical_crossentropy"
-    model.compile(keras.optimizers.Adam(learning_rate), loss, metrics=["accuracy"])
-
-
 def _fit(model, images, labels, num_classes, cfg: ExperimentConfig, epochs: int, learning_rate: float,
          callbacks, seed: int, verbose: int) -> None:
     from .data import NO_AUGMENT, AugmentConfig, make_dataset
+    from .train import compile_model
 
-    _compile(model, num_classes, learning_rate)
+    compile_model(model, num_classes, learning_rate)
     ds = make_dataset(images, labels, num_classes, cfg.batch_size, training=True,
                       augment=AugmentConfig() if cfg.augment else NO_AUGMENT, seed=seed)
     model.fit(ds, epochs=epochs, callbacks=list(callbacks), verbose=verbose)
@@ -268,10 +258,6 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
         keras.utils.set_random_seed(cfg.seed)
         dense = build_model(cfg.model_type, (cfg.image_size, cfg.image_size, cfg.channels), num_classes,
                             **dict(cfg.model_options))
-        if cfg.bn_momentum is not None:
-            for layer in dense.layers:
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.momentum = float(cfg.bn_momentum)
         log.info("training the dense %s baseline for %d epochs on %d images", cfg.model_type, cfg.epochs,
                  len(train))
         _fit(dense, train.images, train.labels, num_classes, cfg, cfg.epochs, cfg.learning_rate, [],

@@ -87,9 +87,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training images that calibrate each int8 TFLite file")
     parser.add_argument("--dense-fine-tune", action=argparse.BooleanOptionalAction, default=True,
                         help="also train the dense model for the pruned runs' budget (row dense_ft)")
-    parser.add_argument("--bn-momentum", type=float, default=0.9,
-                        help="BatchNorm momentum of a model built here (MobileNetV2's 0.999 needs far "
-                        "more steps than a short run has); a negative value keeps the architecture's")
     parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=False,
                         help="the full configuration documented in the README (hours on a CPU)")
     parser.add_argument("--seed", type=int, default=0)
@@ -136,7 +133,7 @@ def build_config(args: argparse.Namespace, source: str):
             augment=pick("augment"), max_train_images=pick("max_train_images") or None,
             max_eval_images=pick("max_eval_images") or None, latency_runs=pick("latency_runs"),
             calibration_images=args.calibration_images, dense_fine_tune=args.dense_fine_tune,
-            bn_momentum=None if args.bn_momentum < 0 else args.bn_momentum, seed=args.seed)
+            seed=args.seed)
     except ValueError as err:
         raise TfxaiError(str(err)) from None
 
