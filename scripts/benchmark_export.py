@@ -2,6 +2,12 @@
 
     python scripts/benchmark_export.py --models runs/prune/models/dense.keras,runs/prune/models/iterative_80.keras \
         --dataset cifar10 --output-dir runs/benchmark_export
+    python scripts/benchmark_export.py --architecture mobilenet_v2 --alpha 1.0 --image-sizes 224 \
+        --data-dir chest_xray --output-dir runs/benchmark_export_224
+
+``--architecture`` measures freshly built (untrained) registry models at the given sizes: size and
+latency do not depend on training, accuracy and agreement do (so they are not printed for them);
+calibration still uses real training images.
 
 For every model and every variant (Keras float, TFLite float32 / dynamic / float16 / int8), in one
 process: the median latency per image (batch of one, after warm-up, ``--latency-runs`` timed runs),
@@ -20,7 +26,12 @@ import numpy as np
 
 def _parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", required=True, help="comma list of .keras files")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--models", help="comma list of .keras files")
+    what.add_argument("--architecture", help="a registry model built untrained (size and latency only)")
+    p.add_argument("--alpha", type=float, default=1.0, help="--architecture mobilenet_v2 width")
+    p.add_argument("--image-sizes", default="224", help="--architecture: comma list of input sizes")
+    p.add_argument("--channels", type=int, default=1, choices=(1, 3), help="--architecture input channels")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data-dir", help="class-folder dataset (calibration: train, measuring: val)")
     src.add_argument("--dataset", choices=("cifar10",))
@@ -34,19 +45,38 @@ def _parse(argv):
     return p.parse_args(argv)
 
 
+def _num(value) -> str:
+    return f"{value:6.3f}" if isinstance(value, (int, float)) else "     -"
+
+
+def _models(args):
+    """(name, Keras model) pairs: the --models files, or --architecture built at each size."""
+    if args.models:
+        from tfxai.io import load_model
+
+        for path in [m.strip() for m in args.models.split(",") if m.strip()]:
+            yield path, load_model(path)
+        return
+    from tfxai.models import build_model, get_spec
+
+    options = {"alpha": args.alpha} if "alpha" in get_spec(args.architecture).options else {}
+    for size in [int(t) for t in args.image_sizes.split(",") if t.strip()]:
+        yield (f"{args.architecture}_{size}px_untrained",
+               build_model(args.architecture, (size, size, args.channels), 2, **options))
+
+
 def main(argv=None) -> int:
     args = _parse(argv)
     from tfxai import export
     from tfxai.data import load_splits
-    from tfxai.io import load_model, read_run_config, write_json
+    from tfxai.io import read_run_config, write_json
     from tfxai.pruning_experiment import prepare_cifar10
 
     quantizations = export.parse_quantizations(args.quantization)
     data_dir = prepare_cifar10(args.cifar10_archive) if args.dataset else args.data_dir
     results = {}
     splits = {}
-    for path in [m.strip() for m in args.models.split(",") if m.strip()]:
-        model = load_model(path)
+    for path, model in _models(args):
         size, channels = int(model.input_shape[1]), int(model.input_shape[3])
         if (size, channels) not in splits:
             splits[(size, channels)] = load_splits(data_dir, size, channels, args.resize_mode, seed=args.seed,
@@ -55,30 +85,35 @@ def main(argv=None) -> int:
         val = data.val
         if args.eval_images and len(val) > args.eval_images:
             val = val.subset(np.sort(np.random.default_rng(args.seed).permutation(len(val))[:args.eval_images]))
-        cfg = read_run_config(path)
+        cfg = read_run_config(path) if os.path.isfile(path) else {}
         config = export.model_config(data.class_names, size, channels, args.resize_mode,
-                                     float(cfg.get("threshold", 0.5)), source_model=os.path.abspath(path))
+                                     float(cfg.get("threshold", 0.5)), source_model=path)
         name = os.path.splitext(os.path.basename(path))[0]
         rows = export.export_and_measure(model, os.path.join(args.output_dir, name), quantizations,
                                          representative_images=data.train.images, eval_images=val.images,
                                          eval_labels=val.labels, config=config, name=name,
                                          latency_runs=args.latency_runs, seed=args.seed)
+        if not os.path.isfile(path):  # untrained: what its labels agree on means nothing
+            for r in rows:
+                r["accuracy"] = r["agreement"] = r["max_prob_diff"] = None
         keras_row = rows[0]
         float_row = next((r for r in rows if r["quantization"] == "float32" and r["format"] == "tflite"), None)
         print(f"\n{path}: {len(val)} validation images of {data_dir}; latency = median of "
               f"{args.latency_runs} single-image runs after warm-up ({os.cpu_count()} CPU cores)")
-        print(f"{'variant':15s} {'size KB':>9s} {'gzip KB':>9s} {'x smaller':>9s} {'x vs f32':>9s} "
+        print(f"{'variant':15s} {'size KB':>9s} {'gzip KB':>9s} {'x smaller':>9s} {'x vs f32':>9s} {'gz x f32':>9s} "
               f"{'ms/img':>8s} {'x faster':>8s} {'x vs f32':>8s} {'acc':>6s} {'agree':>6s}")
         for r in rows:
             r["size_ratio_vs_keras"] = keras_row["size_bytes"] / r["size_bytes"]
             r["speedup_vs_keras"] = keras_row["latency_ms"] / r["latency_ms"]
             r["size_ratio_vs_tflite_float32"] = float_row["size_bytes"] / r["size_bytes"] if float_row else None
             r["speedup_vs_tflite_float32"] = float_row["latency_ms"] / r["latency_ms"] if float_row else None
+            r["gzip_ratio_vs_tflite_float32"] = float_row["gzip_bytes"] / r["gzip_bytes"] if float_row else None
             label = f"{r['format']} {r['quantization']}"
             print(f"{label:15s} {r['size_bytes'] / 1024:9.1f} {r['gzip_bytes'] / 1024:9.1f} "
                   f"{r['size_ratio_vs_keras']:9.2f} {r['size_ratio_vs_tflite_float32'] or 0:9.2f} "
+                  f"{r['gzip_ratio_vs_tflite_float32'] or 0:9.2f} "
                   f"{r['latency_ms']:8.3f} {r['speedup_vs_keras']:8.2f} {r['speedup_vs_tflite_float32'] or 0:8.2f} "
-                  f"{r['accuracy']:6.3f} {r['agreement']:6.3f}")
+                  f"{_num(r.get('accuracy'))} {_num(r.get('agreement'))}")
         results[path] = rows
     write_json(os.path.join(args.output_dir, "benchmark_export.json"), results)
     print(f"\nwrote {os.path.join(args.output_dir, 'benchmark_export.json')}")

@@ -199,6 +199,20 @@ def test_export_cli_writes_each_quantization_sidecars_and_report(checkpoint, tmp
     assert load_classifier(os.path.join(out, "model_int8.tflite")).kind == "tflite"
 
 
+def test_export_cli_pqat_adds_a_sparsity_preserving_int8_row(checkpoint, tmp_path):
+    data = _toy_folder(tmp_path / "data", n=160)
+    out = str(tmp_path / "out")
+    assert main(["export", "--checkpoint", checkpoint, "--quantization", "int8", "--data-dir", data,
+                 "--pqat-epochs", "3", "--batch-size", "16", "--output-dir", out, "--latency-runs", "3",
+                 "--no-onnx", "--no-saved-model", "--no-progress"]) == 0
+    with open(os.path.join(out, "export_report.csv")) as f:
+        rows = {r["quantization"]: r for r in csv.DictReader(f) if r["format"] == "tflite"}
+    assert set(rows) == {"int8", "int8_pqat"}
+    assert rows["int8_pqat"]["input_dtype"] == "uint8"
+    assert float(rows["int8_pqat"]["agreement"]) >= 0.9 and float(rows["int8_pqat"]["accuracy"]) >= 0.9
+    assert os.path.exists(os.path.join(out, "model_int8_pqat.json"))
+
+
 def test_export_cli_int8_without_data_is_a_clear_error(checkpoint, tmp_path, capsys):
     assert main(["export", "--checkpoint", checkpoint, "--quantization", "int8",
                  "--output-dir", str(tmp_path)]) == 2
@@ -209,3 +223,13 @@ def test_export_cli_unknown_quantization_is_a_clear_error(checkpoint, tmp_path, 
     assert main(["export", "--checkpoint", checkpoint, "--quantization", "int3",
                  "--output-dir", str(tmp_path)]) == 2
     assert "int3" in capsys.readouterr().err
+
+
+def test_onnx_export_matches_keras_under_onnxruntime(trained, tmp_path):
+    pytest.importorskip("tf2onnx")
+    ort = pytest.importorskip("onnxruntime")
+    path = export.export_onnx(trained.model, str(tmp_path / "m.onnx"))
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    out = session.run(None, {"image": trained.test_images.astype(np.float32)})[0]
+    assert np.max(np.abs(probabilities(out) - trained.keras_proba)) < 1e-4

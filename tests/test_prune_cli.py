@@ -125,6 +125,40 @@ def test_prune_cli_starts_from_a_checkpoint_without_dense_training(synthetic_roo
     assert "trained 0 epochs elsewhere" in Path(out, "comparison.txt").read_text()
 
 
+def test_prune_cli_pqat_rows_keep_the_pruned_zeros_and_report_the_extra_steps(synthetic_root, tmp_path):
+    out = str(tmp_path / "out")
+    assert main(["prune", "--data-dir", synthetic_root, *TINY, "--modes", "iterative,random", "--sparsities",
+                 "0.5", "--pqat-epochs", "1", "--no-dense-fine-tune", "--output-dir", out]) == 0
+    rows = {r["mode"]: r for r in _rows(out)}
+    assert set(rows) == {"dense", "iterative", "iterative+pqat", "random"}  # no QAT row for random masks
+    pruned, pqat = rows["iterative"], rows["iterative+pqat"]
+    assert float(pqat["sparsity"]) == pytest.approx(float(pruned["sparsity"]), abs=1e-9)
+    assert int(pqat["steps"]) > int(pruned["steps"])
+    assert 0.0 <= float(pqat["int8_accuracy"]) <= 1.0
+    assert Path(out, "tflite", "iterative_50_pqat_int8.tflite").exists()
+    assert "quantization-aware" in Path(out, "comparison.txt").read_text()
+
+
+def test_presets_small_cifar10_and_full_and_explicit_flags_win():
+    import argparse
+
+    from tfxai.commands import prune as cmd
+
+    parser = argparse.ArgumentParser()
+    cmd.add_arguments(parser)
+    small = cmd.build_config(parser.parse_args(["--dataset", "cifar10"]), "cifar10")
+    assert (small.image_size, dict(small.model_options)["alpha"], small.max_train_images, small.hflip) == (
+        64, 0.5, 12000, True)
+    folder = cmd.build_config(parser.parse_args(["--data-dir", "x"]), "folder")
+    assert (folder.image_size, folder.channels, folder.hflip, folder.pqat_epochs) == (64, 1, False, 0)
+    full = cmd.build_config(parser.parse_args(["--data-dir", "x", "--full"]), "folder")
+    assert (full.image_size, dict(full.model_options)["alpha"], full.max_train_images, full.pqat_epochs,
+            full.augment) == (96, 1.0, None, 1, True)
+    mine = cmd.build_config(parser.parse_args(["--data-dir", "x", "--full", "--epochs", "2", "--alpha", "0.35"]),
+                            "folder")
+    assert mine.epochs == 2 and dict(mine.model_options)["alpha"] == 0.35
+
+
 @pytest.mark.parametrize("bad, message", [(["--sparsities", "0.5,1.2"], "1.2"), (["--modes", "magic"], "magic")])
 def test_prune_cli_rejects_bad_values_by_name(synthetic_root, tmp_path, capsys, bad, message):
     assert main(["prune", "--data-dir", synthetic_root, *TINY, *bad, "--output-dir", str(tmp_path)]) == 2

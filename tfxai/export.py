@@ -394,14 +394,25 @@ def export_and_measure(model, output_dir: str, quantizations=QUANTIZATIONS, *,
     keras_row["latency_ms"] = keras_latency_ms(model, eval_images[0], runs=latency_runs) if latency_runs else None
     rows = [keras_row]
     for q in tqdm(quantizations, desc="TFLite export", unit="file", leave=False):
-        path = os.path.join(output_dir, f"{name}_{q}.tflite")
-        export_tflite(model, path, q, representative_images, config, seed=seed)
-        clf = load_tflite_classifier(path)
-        raw, gz = file_sizes(path)
-        rows.append({"format": "tflite", "quantization": q, "path": path, "size_bytes": raw,
-                     "gzip_bytes": gz, "input_dtype": clf.input_dtype.name,
-                     **evaluate_classifier(clf, eval_images, eval_labels, reference, latency_runs)})
+        rows.append(export_measured(model, os.path.join(output_dir, f"{name}_{q}.tflite"), q,
+                                    representative_images=representative_images, eval_images=eval_images,
+                                    eval_labels=eval_labels, reference_proba=reference, config=config,
+                                    latency_runs=latency_runs, seed=seed))
     return rows
+
+
+def export_measured(model, path: str, quantization: str, *, representative_images: np.ndarray | None,
+                    eval_images: np.ndarray, eval_labels: np.ndarray, reference_proba: np.ndarray,
+                    config: dict, latency_runs: int = 50, seed: int = 0, label: str | None = None) -> dict:
+    """Write one ``.tflite`` (+ sidecars) and measure it against ``reference_proba`` (the Keras
+    model's probabilities on ``eval_images``): one row of :func:`export_and_measure`. ``label``
+    names the row's quantization when it differs from ``quantization`` (e.g. "int8_pqat")."""
+    export_tflite(model, path, quantization, representative_images, config, seed=seed)
+    clf = load_tflite_classifier(path)
+    raw, gz = file_sizes(path)
+    return {"format": "tflite", "quantization": label or quantization, "path": path, "size_bytes": raw,
+            "gzip_bytes": gz, "input_dtype": clf.input_dtype.name,
+            **evaluate_classifier(clf, eval_images, eval_labels, reference_proba, latency_runs)}
 
 
 def format_table(rows: list[dict]) -> str:

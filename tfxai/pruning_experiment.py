@@ -38,6 +38,10 @@ class ExperimentConfig:
 
     dense_fine_tune: also train a copy of the dense model for the pruned runs' budget ("dense_ft"),
     so that extra training is not mistaken for a benefit of pruning.
+    hflip: left-right flips in the augmentation (natural images; never for chest X-rays).
+    The dense baseline trains with a cosine-decaying learning rate; pruned runs with a constant one.
+    pqat_epochs: when > 0, every one-shot and iterative model also gets this many epochs of
+    sparsity-preserving quantization-aware training (rows "<mode>+pqat", int8 from the QAT model).
     """
 
     model_type: str = "mobilenet_v2"
@@ -62,6 +66,8 @@ class ExperimentConfig:
     calibration_images: int = 200
     latency_runs: int = 30
     dense_fine_tune: bool = True
+    pqat_epochs: int = 0
+    hflip: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -73,6 +79,8 @@ class ExperimentConfig:
         for s in self.sparsities:
             if not 0.0 < float(s) < 1.0:
                 raise ValueError(f"sparsities must be in (0, 1), got {s!r}")
+        if int(self.pqat_epochs) < 0:
+            raise ValueError(f"pqat_epochs must be >= 0, got {self.pqat_epochs!r}")
         for name in ("epochs", "prune_epochs", "batch_size", "frequency"):
             value = getattr(self, name)
             if int(value) < (0 if name == "epochs" else 1):
@@ -82,11 +90,6 @@ class ExperimentConfig:
         d = asdict(self)
         d["model_options"] = dict(self.model_options)
         return d
-
-
-# The documented --full configuration (README): the whole training split, MobileNetV2 alpha 1.0.
-FULL_CONFIG = dict(model_options=(("alpha", 1.0),), epochs=30, prune_epochs=10, max_train_images=None,
-                   max_eval_images=None, augment=True, latency_runs=100)
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
@@ -140,13 +143,12 @@ def _subsample(images, labels, n: int | None, seed: int):
 # ----------------------------------------------------------------------------- training
 def _fit(model, images, labels, num_classes, cfg: ExperimentConfig, epochs: int, learning_rate: float,
          callbacks, seed: int, verbose: int) -> None:
-    from .data import NO_AUGMENT, AugmentConfig, make_dataset
-    from .train import compile_model
+    from .data import AugmentConfig
+    from .train import fit_arrays
 
-    compile_model(model, num_classes, learning_rate)
-    ds = make_dataset(images, labels, num_classes, cfg.batch_size, training=True,
-                      augment=AugmentConfig() if cfg.augment else NO_AUGMENT, seed=seed)
-    model.fit(ds, epochs=epochs, callbacks=list(callbacks), verbose=verbose)
+    fit_arrays(model, images, labels, num_classes, epochs=epochs, learning_rate=learning_rate,
+               batch_size=cfg.batch_size, augment=AugmentConfig(hflip=cfg.hflip) if cfg.augment else None,
+               seed=seed, callbacks=callbacks, verbose=verbose)
 
 
 def _accuracy(model, images, labels, threshold: float = 0.5) -> tuple[float, np.ndarray]:
@@ -159,7 +161,10 @@ def _accuracy(model, images, labels, threshold: float = 0.5) -> tuple[float, np.
 
 # ----------------------------------------------------------------------------- one run
 def _measure_run(model, name: str, mode: str, target: float, out: str, data, class_names, cfg,
-                 policy, dense_gzip: int | None, dense_acc: float | None, extra: dict) -> dict:
+                 policy, dense_gzip: int | None, dense_acc: float | None, extra: dict,
+                 int8_source=None) -> dict:
+    """Measure one run's model. ``int8_source``: the model converted to int8 TFLite when it is
+    not ``model`` itself (a quantization-aware model; ``model`` then holds its plain weights)."""
     from .export import (convert_tflite, export_tflite, gzip_size, keras_latency_ms, load_tflite_classifier,
                          median_latency_ms, model_config)
     from .io import save_model
@@ -176,7 +181,7 @@ def _measure_run(model, name: str, mode: str, target: float, out: str, data, cla
     config = model_config(class_names, cfg.image_size, cfg.channels, cfg.resize_mode,
                           normalization="inside the model; feed raw pixels in [0, 255]",
                           source_model=os.path.basename(keras_path), mode=mode, target_sparsity=target)
-    int8_path = export_tflite(model, os.path.join(out, "tflite", f"{name}_int8.tflite"), "int8",
+    int8_path = export_tflite(int8_source or model, os.path.join(out, "tflite", f"{name}_int8.tflite"), "int8",
                               train.images, config, cfg.calibration_images, cfg.seed)
     int8_gz = gzip_size(int8_path)
     clf = load_tflite_classifier(int8_path)
@@ -260,8 +265,9 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
                             **dict(cfg.model_options))
         log.info("training the dense %s baseline for %d epochs on %d images", cfg.model_type, cfg.epochs,
                  len(train))
-        _fit(dense, train.images, train.labels, num_classes, cfg, cfg.epochs, cfg.learning_rate, [],
-             cfg.seed, verbose)
+        decay_steps = max(1, cfg.epochs * math.ceil(len(train) / cfg.batch_size))
+        schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps, alpha=0.05)
+        _fit(dense, train.images, train.labels, num_classes, cfg, cfg.epochs, schedule, [], cfg.seed, verbose)
         dense_epochs = cfg.epochs
 
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
@@ -271,7 +277,9 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
               f"{dense_epochs} epochs{' elsewhere: ' + checkpoint if checkpoint else ''}); one-shot prunes "
               f"at step 1, iterative ramps 0 -> target over the first {cfg.ramp_fraction:.0%} of the "
               f"steps (mask update every {cfg.frequency} steps), random fixes a random mask at step 0: "
-              f"the same budget for every mode")
+              f"the same budget for every mode"
+              + (f"; +pqat rows then add {cfg.pqat_epochs} epoch(s) of sparsity-preserving "
+                 f"quantization-aware training" if cfg.pqat_epochs else ""))
     log.info(budget)
     common = dict(data=(train, val), class_names=class_names, cfg=cfg, policy=policy)
     dense_acc, _ = _accuracy(dense, val.images, val.labels)
@@ -299,10 +307,15 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
             pruned_model, end = _pruned_run(dense, mode, target, cfg, policy, steps, num_classes, train,
                                             tb_dir, verbose)
             run_policy = policy
-        rows.append(_measure_run(pruned_model, name, mode, target, output_dir, data=(train, val),
-                                 class_names=class_names, cfg=cfg, policy=run_policy,
-                                 dense_gzip=dense_gzip, dense_acc=dense_acc,
-                                 extra={"steps": steps, "pruning_end_step": end}))
+        common_run = dict(data=(train, val), class_names=class_names, cfg=cfg, policy=run_policy,
+                          dense_gzip=dense_gzip, dense_acc=dense_acc)
+        rows.append(_measure_run(pruned_model, name, mode, target, output_dir,
+                                 extra={"steps": steps, "pruning_end_step": end}, **common_run))
+        if cfg.pqat_epochs and mode in ("one_shot", "iterative"):
+            plain, qat_model = _pqat_run(pruned_model, cfg, num_classes, train, verbose)
+            rows.append(_measure_run(plain, f"{name}_pqat", f"{mode}+pqat", target, output_dir,
+                                     extra={"steps": steps + cfg.pqat_epochs * steps_per_epoch,
+                                            "pruning_end_step": end}, int8_source=qat_model, **common_run))
     doc = {
         "budget": budget, "policy": policy.to_dict(), "config": cfg.to_dict(),
         "data": {"source": data.source, "class_names": class_names, "train_images": len(train),
@@ -312,6 +325,17 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
     }
     write_outputs(doc, output_dir)
     return doc
+
+
+def _pqat_run(pruned, cfg: ExperimentConfig, num_classes: int, train, verbose: int):
+    """Sparsity-preserving quantization-aware fine-tuning of a stripped pruned model: returns
+    (plain model with the trained float weights, the QAT model to convert to int8)."""
+    from .qat import plain_weights, quantize_aware
+
+    qat_model = quantize_aware(pruned, preserve_sparsity=True)
+    _fit(qat_model, train.images, train.labels, num_classes, cfg, cfg.pqat_epochs,
+         cfg.fine_tune_learning_rate / 5, [], cfg.seed + 2, verbose)
+    return plain_weights(qat_model, pruned), qat_model
 
 
 def _structured_run(dense, cfg, num_classes, train, tb_dir, verbose):

@@ -254,6 +254,20 @@ def compile_model(model, num_classes: int, lr: float, label_smoothing: float = 0
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
 
 
+def fit_arrays(model, images, labels, num_classes: int, *, epochs: int, learning_rate, batch_size: int = 64,
+               augment=None, seed: int = 0, callbacks=(), verbose: int = 2, label_smoothing: float = 0.0):
+    """Compile ``model`` (Adam, the task's loss and metrics) and fit it on in-memory uint8 images:
+    the short fine-tuning runs of pruning and quantization-aware training. ``augment``: an
+    :class:`tfxai.data.AugmentConfig` or None (no augmentation); ``learning_rate``: a number or
+    a Keras schedule."""
+    from .data import NO_AUGMENT, make_dataset
+
+    compile_model(model, num_classes, learning_rate, label_smoothing)
+    ds = make_dataset(images, labels, num_classes, batch_size, training=True, augment=augment or NO_AUGMENT,
+                      seed=seed)
+    return model.fit(ds, epochs=epochs, callbacks=list(callbacks), verbose=verbose)
+
+
 def _phases(config: TrainConfig) -> list[tuple[str, int, int]]:
     """(name, first epoch, end epoch): a frozen-backbone phase first when starting from ImageNet."""
     if config.pretrained and config.freeze_epochs > 0 and config.epochs > config.freeze_epochs:

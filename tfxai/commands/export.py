@@ -35,10 +35,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True,
                         help="also write ONNX when tf2onnx is installed (skipped with a note otherwise)")
     parser.add_argument("--calibration-images", type=int, default=200)
+    parser.add_argument("--pqat-epochs", type=int, default=0,
+                        help="also fine-tune a copy with sparsity-preserving quantization-aware training "
+                        "for this many epochs on the training images of --data-dir and export it as "
+                        "<name>_int8_pqat.tflite (for pruned models; 0 = off)")
+    parser.add_argument("--pqat-learning-rate", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=32, help="quantization-aware training batch")
     parser.add_argument("--eval-images", type=int, default=1000, help="validation images measured, 0 = all")
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+
+
+def _pqat_row(model, data, val, config, args) -> dict:
+    """Sparsity-preserving quantization-aware fine-tuning of a copy of ``model``, exported to int8
+    and measured against the original Keras model (row "int8_pqat")."""
+    from .. import export
+    from ..qat import quantize_aware
+    from ..train import fit_arrays
+
+    if args.pqat_epochs < 0:
+        raise TfxaiError(f"--pqat-epochs must be >= 0, got {args.pqat_epochs}")
+    qat_model = quantize_aware(model, preserve_sparsity=True)
+    print(f"quantization-aware training (sparsity kept) for {args.pqat_epochs} epoch(s) on "
+          f"{len(data.train)} training images")
+    fit_arrays(qat_model, data.train.images, data.train.labels, len(data.class_names), epochs=args.pqat_epochs,
+               learning_rate=args.pqat_learning_rate, batch_size=args.batch_size, seed=args.seed,
+               verbose=2 if args.progress else 0)
+    reference = export.keras_classifier(model, config, args.checkpoint).predict_proba(val.images)
+    return export.export_measured(qat_model, os.path.join(args.output_dir, f"{args.name}_int8_pqat.tflite"), "int8",
+                                  representative_images=data.train.images, eval_images=val.images,
+                                  eval_labels=val.labels, reference_proba=reference, config=config,
+                                  latency_runs=args.latency_runs, seed=args.seed, label="int8_pqat")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,11 +107,14 @@ def run(args: argparse.Namespace) -> int:
             model, args.output_dir, quantizations, representative_images=data.train.images,
             eval_images=val.images, eval_labels=val.labels, config=config, name=args.name,
             latency_runs=args.latency_runs, seed=args.seed)
+        if args.pqat_epochs:
+            rows.append(_pqat_row(model, data, val, config, args))
         print(f"measured on {len(val)} validation images of {args.data_dir}"
               f"{' (carved from train)' if data.val_from_train else ''}")
     else:
-        if "int8" in quantizations:
-            raise DataError("int8 quantization calibrates on training images: pass --data-dir")
+        if "int8" in quantizations or args.pqat_epochs:
+            raise DataError("int8 quantization calibrates (and --pqat-epochs trains) on training images: "
+                            "pass --data-dir")
         rows = []
         for q in quantizations:
             path = os.path.join(args.output_dir, f"{args.name}_{q}.tflite")

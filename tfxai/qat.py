@@ -1,0 +1,118 @@
+"""Quantization-aware training with tensorflow-model-optimization, optionally sparsity-preserving
+(PQAT: ``Default8BitPrunePreserveQuantizeScheme``), so that a pruned model keeps its zeros while it
+learns int8 weights and activation ranges; convert the result with
+``tfxai.export.convert_tflite(model, "int8", ...)``.
+
+Which layers are quantized: every layer tfmot's default 8-bit registry supports (Conv2D,
+DepthwiseConv2D, Dense, BatchNormalization, ReLU, Add, pooling, ...). The in-model preprocessing
+(``Rescaling``, the grey-to-RGB ``Concatenate``) gets a config that only quantizes its output:
+tfmot has no config for these layers and refuses the whole model otherwise, and without an output
+quantizer the converter mis-scales that tensor (measured: the int8 file then predicts one class).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ._keras import keras
+
+log = logging.getLogger(__name__)
+
+
+def _tfmot_quantization():
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot, tfmot.quantization.keras
+
+
+def _passthrough_config_class():
+    _, q = _tfmot_quantization()
+
+    class PassThroughQuantizeConfig(q.QuantizeConfig):
+        """No fake-quant on this layer's weights or activations; its output gets one, so that the
+        converter sees a quantized tensor there (without it the int8 file predicts one class)."""
+
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [q.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                        narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    return PassThroughQuantizeConfig
+
+
+def quantize_aware(model: keras.Model, preserve_sparsity: bool = True) -> keras.Model:
+    """A quantization-aware copy of a plain (stripped) Keras model; the input model is untouched.
+
+    preserve_sparsity: use tfmot's prune-preserving scheme, which keeps every zero weight at zero
+    during training (for a model pruned with :mod:`tfxai.prune`). Compile and fit the result like
+    any model, then convert it with ``convert_tflite(..., "int8", ...)``.
+    """
+    from .prune import copy_model
+
+    if any(type(layer).__name__.startswith("PruneLowMagnitude") for layer in model.layers):
+        raise ValueError("strip the pruning wrappers first (tfxai.prune.strip)")
+    tfmot, q = _tfmot_quantization()
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry, default_8bit_quantize_scheme)
+
+    registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    passthrough = _passthrough_config_class()
+
+    def annotate(layer):
+        if registry.supports(layer):
+            return q.quantize_annotate_layer(layer)
+        log.info("quantization-aware training passes %s (%s) through", layer.name, type(layer).__name__)
+        return q.quantize_annotate_layer(layer, quantize_config=passthrough())
+
+    source = copy_model(model)
+    annotated = keras.models.clone_model(source, clone_function=annotate)
+    annotated.set_weights(source.get_weights())
+    scheme = (tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme() if preserve_sparsity
+              else default_8bit_quantize_scheme.Default8BitQuantizeScheme())
+    with q.quantize_scope({"PassThroughQuantizeConfig": passthrough}):
+        return q.quantize_apply(annotated, scheme)
+
+
+def plain_weights(qat_model: keras.Model, template: keras.Model) -> keras.Model:
+    """A plain copy of ``template`` (the model ``qat_model`` was made from) carrying the QAT
+    model's float weights: for saving, measuring sparsity and float conversion."""
+    from .prune import copy_model
+
+    plain = copy_model(template)
+    # The wrappers keep the wrapped layers' variable names (``conv/kernel:0``), so names match.
+    trained = {w.name: w for w in qat_model.weights}
+    missing = [w.name for w in plain.weights if w.name not in trained]
+    if missing:
+        raise ValueError(f"the quantization-aware model has no weights named {missing[:3]}: was it made "
+                         f"from {template.name!r}?")
+    for w in plain.weights:
+        w.assign(trained[w.name])
+    return plain
+
+
+def kernel_zero_fraction(model: keras.Model) -> float:
+    """Fraction of exact zeros over every Conv2D/Dense kernel (not depthwise) of a plain or QAT
+    model: what a sparsity-preserving scheme must keep."""
+    zeros = total = 0
+    for w in model.weights:
+        leaf = w.name.split("/")[-1].split(":")[0]
+        if leaf == "kernel":
+            v = w.numpy()
+            zeros += int(np.count_nonzero(v == 0))
+            total += v.size
+    return zeros / total if total else 0.0
