@@ -4,7 +4,8 @@ learns int8 weights and activation ranges; convert the result with
 ``tfxai.export.convert_tflite(model, "int8", ...)``.
 
 Which layers are quantized: every layer tfmot's default 8-bit registry supports (Conv2D,
-DepthwiseConv2D, Dense, BatchNormalization, ReLU, Add, pooling, ...). The in-model preprocessing
+DepthwiseConv2D, Dense, ReLU, Add, pooling, ...) and BatchNormalization, which tfmot folds into the
+conv before it. The in-model preprocessing
 (``Rescaling``, the grey-to-RGB ``Concatenate``) gets a config that only quantizes its output:
 tfmot has no config for these layers and refuses the whole model otherwise, and without an output
 quantizer the converter mis-scales that tensor (measured: the int8 file then predicts one class).
@@ -74,7 +75,9 @@ def quantize_aware(model: keras.Model, preserve_sparsity: bool = True) -> keras.
     passthrough = _passthrough_config_class()
 
     def annotate(layer):
-        if registry.supports(layer):
+        # BatchNormalization is not in the registry: tfmot's layout transforms fold it into the
+        # conv before it, as quantize_annotate_model would.
+        if registry.supports(layer) or isinstance(layer, keras.layers.BatchNormalization):
             return q.quantize_annotate_layer(layer)
         log.info("quantization-aware training passes %s (%s) through", layer.name, type(layer).__name__)
         return q.quantize_annotate_layer(layer, quantize_config=passthrough())
