@@ -73,3 +73,23 @@ def test_quantize_aware_refuses_unstripped_pruning_wrappers(pruned_toy):
     wrapped = prune.prune_model(pruned, prune.one_shot_schedule(0.5))
     with pytest.raises(ValueError, match="strip"):
         qat.quantize_aware(wrapped)
+
+
+def test_calibrate_ranges_starts_activation_ranges_at_the_observed_outputs(pruned_toy):
+    from tfxai._keras import keras
+
+    pruned, images, _, _ = pruned_toy
+    qat_model = qat.quantize_aware(pruned)
+    assert qat.calibrate_ranges(qat_model, pruned, images[:64]) > 3
+    probe = keras.Model(pruned.inputs, [layer.output for layer in pruned.layers[1:]])
+    observed = {layer.name: float(np.max(out)) for layer, out in
+                zip(pruned.layers[1:], probe(images[:64].astype(np.float32), training=False))}
+    checked = 0
+    for wrapper in qat_model.layers:
+        for var in wrapper.weights:
+            if var.name.split("/")[-1].startswith(("output_max", "post_activation_max")):
+                assert float(var.numpy()) == pytest.approx(max(observed[wrapper.layer.name], 0.0), rel=1e-5)
+                checked += 1
+    assert checked > 3
+    with pytest.raises(ValueError, match="non-empty"):
+        qat.calibrate_ranges(qat_model, pruned, images[:0])

@@ -162,7 +162,7 @@ def _accuracy(model, images, labels, threshold: float = 0.5) -> tuple[float, np.
 # ----------------------------------------------------------------------------- one run
 def _measure_run(model, name: str, mode: str, target: float, out: str, data, class_names, cfg,
                  policy, dense_gzip: int | None, dense_acc: float | None, extra: dict,
-                 int8_source=None) -> dict:
+                 int8_source=None, float_bytes: int | None = None) -> dict:
     """Measure one run's model. ``int8_source``: the model converted to int8 TFLite when it is
     not ``model`` itself (a quantization-aware model; ``model`` then holds its plain weights)."""
     from .export import (convert_tflite, export_tflite, gzip_size, keras_latency_ms, load_tflite_classifier,
@@ -177,7 +177,8 @@ def _measure_run(model, name: str, mode: str, target: float, out: str, data, cla
     keras_path = os.path.join(out, "models", f"{name}.keras")
     save_model(copy_model(model), keras_path)  # uncompiled copy: no optimizer state in the file
     keras_bytes, keras_gz = os.path.getsize(keras_path), gzip_size(keras_path)
-    float_bytes = len(convert_tflite(model, "float32"))
+    if float_bytes is None:  # float32 TFLite stores every weight, zero or not: one conversion is enough
+        float_bytes = len(convert_tflite(model, "float32"))
     config = model_config(class_names, cfg.image_size, cfg.channels, cfg.resize_mode,
                           normalization="inside the model; feed raw pixels in [0, 255]",
                           source_model=os.path.basename(keras_path), mode=mode, target_sparsity=target)
@@ -285,7 +286,7 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
     dense_acc, _ = _accuracy(dense, val.images, val.labels)
     rows = [_measure_run(dense, "dense", "dense", 0.0, output_dir, dense_gzip=None, dense_acc=None,
                          extra={"steps": dense_epochs * steps_per_epoch, "pruning_end_step": None}, **common)]
-    dense_gzip = rows[0]["keras_gzip_bytes"]
+    dense_gzip, dense_float = rows[0]["keras_gzip_bytes"], rows[0]["tflite_bytes"]
     if cfg.dense_fine_tune:
         from .prune import copy_model
 
@@ -293,7 +294,8 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
         _fit(tuned, train.images, train.labels, num_classes, cfg, cfg.prune_epochs, cfg.fine_tune_learning_rate,
              [], cfg.seed + 1, verbose)
         rows.append(_measure_run(tuned, "dense_ft", "dense_ft", 0.0, output_dir, dense_gzip=dense_gzip,
-                                 dense_acc=dense_acc, extra={"steps": steps, "pruning_end_step": None}, **common))
+                                 dense_acc=dense_acc, extra={"steps": steps, "pruning_end_step": None},
+                                 float_bytes=dense_float, **common))
     runs = [(m, s) for s in cfg.sparsities for m in cfg.modes]
     if cfg.structured_2x4:
         runs.append(("one_shot_2of4", 0.5))
@@ -308,7 +310,7 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
                                             tb_dir, verbose)
             run_policy = policy
         common_run = dict(data=(train, val), class_names=class_names, cfg=cfg, policy=run_policy,
-                          dense_gzip=dense_gzip, dense_acc=dense_acc)
+                          dense_gzip=dense_gzip, dense_acc=dense_acc, float_bytes=dense_float)
         rows.append(_measure_run(pruned_model, name, mode, target, output_dir,
                                  extra={"steps": steps, "pruning_end_step": end}, **common_run))
         if cfg.pqat_epochs and mode in ("one_shot", "iterative"):
@@ -332,7 +334,10 @@ def _pqat_run(pruned, cfg: ExperimentConfig, num_classes: int, train, verbose: i
     (plain model with the trained float weights, the QAT model to convert to int8)."""
     from .qat import plain_weights, quantize_aware
 
-    qat_model = quantize_aware(pruned, preserve_sparsity=True)
+    from .export import representative_sample
+
+    qat_model = quantize_aware(pruned, preserve_sparsity=True,
+                               calibration_images=representative_sample(train.images, 256, cfg.seed))
     _fit(qat_model, train.images, train.labels, num_classes, cfg, cfg.pqat_epochs,
          cfg.fine_tune_learning_rate / 5, [], cfg.seed + 2, verbose)
     return plain_weights(qat_model, pruned), qat_model
