@@ -27,10 +27,10 @@ def _tfmot_quantization():
     return tfmot, tfmot.quantization.keras
 
 
-def _passthrough_config_class():
+def _output_only_config_class():
     _, q = _tfmot_quantization()
 
-    class PassThroughQuantizeConfig(q.QuantizeConfig):
+    class OutputOnlyQuantizeConfig(q.QuantizeConfig):
         """No fake-quant on this layer's weights or activations; its output gets one, so that the
         converter sees a quantized tensor there (without it the int8 file predicts one class)."""
 
@@ -53,7 +53,7 @@ def _passthrough_config_class():
         def get_config(self):
             return {}
 
-    return PassThroughQuantizeConfig
+    return OutputOnlyQuantizeConfig
 
 
 def quantize_aware(model: keras.Model, preserve_sparsity: bool = True,
@@ -75,22 +75,22 @@ def quantize_aware(model: keras.Model, preserve_sparsity: bool = True,
         default_8bit_quantize_registry, default_8bit_quantize_scheme)
 
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
-    passthrough = _passthrough_config_class()
+    output_only = _output_only_config_class()
 
     def annotate(layer):
         # BatchNormalization is not in the registry: tfmot's layout transforms fold it into the
         # conv before it, as quantize_annotate_model would.
         if registry.supports(layer) or isinstance(layer, keras.layers.BatchNormalization):
             return q.quantize_annotate_layer(layer)
-        log.info("quantization-aware training passes %s (%s) through", layer.name, type(layer).__name__)
-        return q.quantize_annotate_layer(layer, quantize_config=passthrough())
+        log.info("quantization-aware training quantizes only the output of %s (%s)", layer.name, type(layer).__name__)
+        return q.quantize_annotate_layer(layer, quantize_config=output_only())
 
     source = copy_model(model)
     annotated = keras.models.clone_model(source, clone_function=annotate)
     annotated.set_weights(source.get_weights())
     scheme = (tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme() if preserve_sparsity
               else default_8bit_quantize_scheme.Default8BitQuantizeScheme())
-    with q.quantize_scope({"PassThroughQuantizeConfig": passthrough}):
+    with q.quantize_scope({"OutputOnlyQuantizeConfig": output_only}):
         qat_model = q.quantize_apply(annotated, scheme)
     if calibration_images is not None:
         calibrate_ranges(qat_model, source, calibration_images)
@@ -150,16 +150,3 @@ def plain_weights(qat_model: keras.Model, template: keras.Model) -> keras.Model:
     for w in plain.weights:
         w.assign(trained[w.name])
     return plain
-
-
-def kernel_zero_fraction(model: keras.Model) -> float:
-    """Fraction of exact zeros over every Conv2D/Dense kernel (not depthwise) of a plain or QAT
-    model: what a sparsity-preserving scheme must keep."""
-    zeros = total = 0
-    for w in model.weights:
-        leaf = w.name.split("/")[-1].split(":")[0]
-        if leaf == "kernel":
-            v = w.numpy()
-            zeros += int(np.count_nonzero(v == 0))
-            total += v.size
-    return zeros / total if total else 0.0
