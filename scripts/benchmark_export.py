@@ -50,19 +50,20 @@ def _num(value) -> str:
 
 
 def _models(args):
-    """(name, Keras model) pairs: the --models files, or --architecture built at each size."""
+    """(name, Keras model, trained) triples: the --models files, or --architecture built
+    (untrained) at each size."""
     if args.models:
         from tfxai.io import load_model
 
         for path in [m.strip() for m in args.models.split(",") if m.strip()]:
-            yield path, load_model(path)
+            yield path, load_model(path), True
         return
     from tfxai.models import build_model, get_spec
 
     options = {"alpha": args.alpha} if "alpha" in get_spec(args.architecture).options else {}
     for size in [int(t) for t in args.image_sizes.split(",") if t.strip()]:
         yield (f"{args.architecture}_{size}px_untrained",
-               build_model(args.architecture, (size, size, args.channels), 2, **options))
+               build_model(args.architecture, (size, size, args.channels), 2, **options), False)
 
 
 def main(argv=None) -> int:
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
     data_dir = prepare_cifar10(args.cifar10_archive) if args.dataset else args.data_dir
     results = {}
     splits = {}
-    for path, model in _models(args):
+    for path, model, trained in _models(args):
         size, channels = int(model.input_shape[1]), int(model.input_shape[3])
         if (size, channels) not in splits:
             splits[(size, channels)] = load_splits(data_dir, size, channels, args.resize_mode, seed=args.seed,
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
         val = data.val
         if args.eval_images and len(val) > args.eval_images:
             val = val.subset(np.sort(np.random.default_rng(args.seed).permutation(len(val))[:args.eval_images]))
-        cfg = read_run_config(path) if os.path.isfile(path) else {}
+        cfg = read_run_config(path) if trained else {}
         config = export.model_config(data.class_names, size, channels, args.resize_mode,
                                      float(cfg.get("threshold", 0.5)), source_model=path)
         name = os.path.splitext(os.path.basename(path))[0]
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
                                          representative_images=data.train.images, eval_images=val.images,
                                          eval_labels=val.labels, config=config, name=name,
                                          latency_runs=args.latency_runs, seed=args.seed)
-        if not os.path.isfile(path):  # untrained: what its labels agree on means nothing
+        if not trained:  # what an untrained model's labels agree on means nothing
             for r in rows:
                 r["accuracy"] = r["agreement"] = r["max_prob_diff"] = None
         keras_row = rows[0]

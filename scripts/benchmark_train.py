@@ -129,10 +129,9 @@ def main(argv=None) -> int:
         run_dir = os.path.join(args.output_dir, model_type)
         if args.reuse and os.path.exists(os.path.join(run_dir, "best_model.keras")):
             print(f"scoring the existing run in {run_dir} (--reuse)")
-            rows.append(score_run(model_type, size, options, run_dir, splits))
         else:
             train(cfg, splits=splits)
-            rows.append(score_run(model_type, size, options, run_dir, splits))
+        rows.append(score_run(model_type, size, options, run_dir, splits))
         print(json.dumps(rows[-1], indent=1))
     out = {"data_dir": args.data_dir, "validation": "carved from train, stratified, grouped by patient (15%)",
            "train_counts": next(iter(loaded.values())).train.counts(),

@@ -334,10 +334,7 @@ def _pqat_run(pruned, cfg: ExperimentConfig, num_classes: int, train, verbose: i
     (plain model with the trained float weights, the QAT model to convert to int8)."""
     from .qat import plain_weights, quantize_aware
 
-    from .export import representative_sample
-
-    qat_model = quantize_aware(pruned, preserve_sparsity=True,
-                               calibration_images=representative_sample(train.images, 256, cfg.seed))
+    qat_model = quantize_aware(pruned, preserve_sparsity=True, calibration_images=train.images, seed=cfg.seed)
     _fit(qat_model, train.images, train.labels, num_classes, cfg, cfg.pqat_epochs,
          cfg.fine_tune_learning_rate / 5, [], cfg.seed + 2, verbose)
     return plain_weights(qat_model, pruned), qat_model

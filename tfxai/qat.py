@@ -57,18 +57,21 @@ def _output_only_config_class():
 
 
 def quantize_aware(model: keras.Model, preserve_sparsity: bool = True,
-                   calibration_images: np.ndarray | None = None) -> keras.Model:
+                   calibration_images: np.ndarray | None = None, calibration_count: int = 256,
+                   seed: int = 0) -> keras.Model:
     """A quantization-aware copy of a plain (stripped) Keras model; the input model is untouched.
 
     preserve_sparsity: use tfmot's prune-preserving scheme, which keeps every zero weight at zero
     during training (for a model pruned with :mod:`tfxai.prune`). calibration_images: uint8
-    (N, S, S, C) training images that set the starting activation ranges (:func:`calibrate_ranges`;
-    pass them unless the fine-tuning runs for thousands of steps). Compile and fit the result like
-    any model, then convert it with ``convert_tflite(..., "int8", ...)``.
+    (N, S, S, C) training images; ``calibration_count`` of them, drawn with ``seed``, set the
+    starting activation ranges (:func:`calibrate_ranges`; pass them unless the fine-tuning runs for
+    thousands of steps). Compile and fit the result like any model, then convert it with
+    ``convert_tflite(..., "int8", ...)``.
     """
-    from .prune import copy_model
+    from .export import representative_sample
+    from .prune import copy_model, is_pruning_wrapped
 
-    if any(type(layer).__name__.startswith("PruneLowMagnitude") for layer in model.layers):
+    if is_pruning_wrapped(model):
         raise ValueError("strip the pruning wrappers first (tfxai.prune.strip)")
     tfmot, q = _tfmot_quantization()
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
@@ -93,7 +96,7 @@ def quantize_aware(model: keras.Model, preserve_sparsity: bool = True,
     with q.quantize_scope({"OutputOnlyQuantizeConfig": output_only}):
         qat_model = q.quantize_apply(annotated, scheme)
     if calibration_images is not None:
-        calibrate_ranges(qat_model, source, calibration_images)
+        calibrate_ranges(qat_model, source, representative_sample(calibration_images, calibration_count, seed))
     return qat_model
 
 

@@ -56,8 +56,7 @@ def _pqat_row(model, data, val, config, args) -> dict:
 
     if args.pqat_epochs < 0:
         raise TfxaiError(f"--pqat-epochs must be >= 0, got {args.pqat_epochs}")
-    qat_model = quantize_aware(model, preserve_sparsity=True,
-                               calibration_images=export.representative_sample(data.train.images, 256, args.seed))
+    qat_model = quantize_aware(model, preserve_sparsity=True, calibration_images=data.train.images, seed=args.seed)
     print(f"quantization-aware training (sparsity kept) for {args.pqat_epochs} epoch(s) on "
           f"{len(data.train)} training images")
     fit_arrays(qat_model, data.train.images, data.train.labels, len(data.class_names), epochs=args.pqat_epochs,
