@@ -52,7 +52,8 @@ def test_prune_cli_writes_table_csv_json_and_four_panel_figure(comparison):
     assert [(r["mode"], r["target_sparsity"]) for r in rows] == [
         ("dense", "0.0"), ("dense_ft", "0.0"), ("one_shot", "0.8"), ("iterative", "0.8"), ("random", "0.8")]
     table = Path(out, "comparison.txt").read_text()
-    for word in ("dense", "one_shot", "iterative", "random", "nonzero", "int8 gz KB", "ratio", "budget"):
+    for word in ("dense", "one_shot", "iterative", "random", "nonzero", "int8 gz KB", "ratio", "budget",
+                 "dense_ft = the dense model"):
         assert word in table
     doc = json.loads(Path(out, "comparison.json").read_text())
     assert len(doc["rows"]) == 5 and doc["rows"][2]["layers"]
@@ -122,7 +123,8 @@ def test_prune_cli_starts_from_a_checkpoint_without_dense_training(synthetic_roo
     rows = _rows(out)
     assert [r["mode"] for r in rows] == ["dense", "one_shot"] and rows[0]["steps"] == "0"
     assert float(rows[1]["sparsity_pruned_layers"]) == pytest.approx(0.5, abs=0.01)
-    assert "trained 0 epochs elsewhere" in Path(out, "comparison.txt").read_text()
+    table = Path(out, "comparison.txt").read_text()
+    assert "trained 0 epochs elsewhere" in table and "dense_ft =" not in table  # no row, no footnote
 
 
 def test_prune_cli_pqat_rows_keep_the_pruned_zeros_and_report_the_extra_steps(synthetic_root, tmp_path):
@@ -147,10 +149,13 @@ def test_presets_small_cifar10_and_full_and_explicit_flags_win():
     parser = argparse.ArgumentParser()
     cmd.add_arguments(parser)
     small = cmd.build_config(parser.parse_args(["--dataset", "cifar10"]), "cifar10")
-    assert (small.image_size, dict(small.model_options)["alpha"], small.max_train_images, small.hflip) == (
-        64, 0.5, 12000, True)
+    assert (small.image_size, dict(small.model_options)["alpha"], small.max_train_images, small.hflip,
+            small.dense_fine_tune) == (64, 0.5, 10000, True, False)
     folder = cmd.build_config(parser.parse_args(["--data-dir", "x"]), "folder")
-    assert (folder.image_size, folder.channels, folder.hflip, folder.pqat_epochs) == (64, 1, False, 0)
+    assert (folder.image_size, folder.channels, folder.hflip, folder.pqat_epochs,
+            folder.dense_fine_tune) == (64, 1, False, 0, True)
+    cifar_ft = cmd.build_config(parser.parse_args(["--dataset", "cifar10", "--dense-fine-tune"]), "cifar10")
+    assert cifar_ft.dense_fine_tune is True
     full = cmd.build_config(parser.parse_args(["--data-dir", "x", "--full"]), "folder")
     assert (full.image_size, dict(full.model_options)["alpha"], full.max_train_images, full.pqat_epochs,
             full.augment) == (96, 1.0, None, 1, True)
@@ -210,5 +215,7 @@ def test_prune_cli_on_a_slice_of_real_cifar10(shared_data, tmp_path):
                  "--sparsities", "0.5", "--max-train-images", "500", "--max-eval-images", "200",
                  "--latency-runs", "3", "--no-progress", "--output-dir", out]) == 0
     rows = _rows(out)
-    assert len(rows) == 3 and float(rows[2]["sparsity_pruned_layers"]) == pytest.approx(0.5, abs=0.01)
+    # The small CIFAR-10 preset has no dense_ft row: dense, then the one pruned run.
+    assert [r["mode"] for r in rows] == ["dense", "one_shot"]
+    assert float(rows[1]["sparsity_pruned_layers"]) == pytest.approx(0.5, abs=0.01)
     assert 0.05 <= float(rows[0]["accuracy"]) <= 1.0  # ten classes

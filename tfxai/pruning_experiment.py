@@ -250,6 +250,8 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
                         f"({cfg.image_size}, {cfg.image_size}, {cfg.channels})")
     policy = LayerPolicy(min_params=cfg.min_params)
     t_start = time.time()
+    # Seed both paths: a run from --checkpoint used to leave shuffling and augmentation unseeded.
+    keras.utils.set_random_seed(cfg.seed)
 
     if checkpoint:
         dense = load_model(checkpoint)
@@ -261,7 +263,6 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
             raise DataError(f"{checkpoint!r} predicts {units} output(s), the data has {num_classes} classes")
         dense_epochs = 0
     else:
-        keras.utils.set_random_seed(cfg.seed)
         dense = build_model(cfg.model_type, (cfg.image_size, cfg.image_size, cfg.channels), num_classes,
                             **dict(cfg.model_options))
         log.info("training the dense %s baseline for %d epochs on %d images", cfg.model_type, cfg.epochs,
@@ -376,8 +377,9 @@ def format_table(doc: dict) -> str:
              f"{doc['data']['eval_split']} images; {doc['data']['train_images']} training images",
              f"budget: {doc['budget']}", header, "-" * len(header)]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
-    lines.append("dense_ft = the dense model trained for the same extra budget (no pruning); "
-                 "d_acc is relative to dense")
+    has_ft = any(row["mode"] == "dense_ft" for row in doc["rows"])
+    lines.append(("dense_ft = the dense model trained for the same extra budget (no pruning); " if has_ft else "")
+                 + "d_acc is relative to dense")
     lines.append("meas. = measured zeros / all parameters (BatchNorm, depthwise and biases stay dense); "
                  "pruned = over the pruned layers; ratio = dense .keras gzip / int8 TFLite gzip; "
                  "int8 ms = median LiteRT latency per image")
