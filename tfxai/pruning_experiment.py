@@ -162,10 +162,11 @@ def _accuracy(model, images, labels, threshold: float = 0.5) -> tuple[float, np.
 # ----------------------------------------------------------------------------- one run
 def _measure_run(model, name: str, mode: str, target: float, out: str, data, class_names, cfg,
                  policy, dense_gzip: int | None, dense_acc: float | None, extra: dict,
-                 int8_source=None, float_bytes: int | None = None) -> dict:
-    """Measure one run's model. ``int8_source``: the model converted to int8 TFLite when it is
-    not ``model`` itself (a quantization-aware model; ``model`` then holds its plain weights)."""
-    from .export import (convert_tflite, export_tflite, gzip_size, keras_latency_ms, load_tflite_classifier,
+                 float_bytes: int, int8_source=None) -> dict:
+    """Measure one run's model. ``float_bytes``: the float32 TFLite size, the same for every run
+    of a comparison. ``int8_source``: the model converted to int8 TFLite when it is not ``model``
+    itself (a quantization-aware model; ``model`` then holds its plain weights)."""
+    from .export import (export_tflite, gzip_size, keras_latency_ms, load_tflite_classifier,
                          median_latency_ms, model_config)
     from .io import save_model
     from .metrics import classification_metrics
@@ -177,8 +178,6 @@ def _measure_run(model, name: str, mode: str, target: float, out: str, data, cla
     keras_path = os.path.join(out, "models", f"{name}.keras")
     save_model(copy_model(model), keras_path)  # uncompiled copy: no optimizer state in the file
     keras_bytes, keras_gz = os.path.getsize(keras_path), gzip_size(keras_path)
-    if float_bytes is None:  # float32 TFLite stores every weight, zero or not: one conversion is enough
-        float_bytes = len(convert_tflite(model, "float32"))
     config = model_config(class_names, cfg.image_size, cfg.channels, cfg.resize_mode,
                           normalization="inside the model; feed raw pixels in [0, 255]",
                           source_model=os.path.basename(keras_path), mode=mode, target_sparsity=target)
@@ -234,6 +233,7 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
     from tqdm.auto import tqdm
 
     from ._keras import keras
+    from .export import convert_tflite
     from .io import load_model
     from .models import build_model
     from .prune import LayerPolicy
@@ -283,11 +283,13 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
               + (f"; +pqat rows then add {cfg.pqat_epochs} epoch(s) of sparsity-preserving "
                  f"quantization-aware training" if cfg.pqat_epochs else ""))
     log.info(budget)
-    common = dict(data=(train, val), class_names=class_names, cfg=cfg, policy=policy)
+    # float32 TFLite stores every weight, zero or not: its size is the same for every run.
+    dense_float = len(convert_tflite(dense, "float32"))
+    common = dict(data=(train, val), class_names=class_names, cfg=cfg, policy=policy, float_bytes=dense_float)
     dense_acc, _ = _accuracy(dense, val.images, val.labels)
     rows = [_measure_run(dense, "dense", "dense", 0.0, output_dir, dense_gzip=None, dense_acc=None,
                          extra={"steps": dense_epochs * steps_per_epoch, "pruning_end_step": None}, **common)]
-    dense_gzip, dense_float = rows[0]["keras_gzip_bytes"], rows[0]["tflite_bytes"]
+    dense_gzip = rows[0]["keras_gzip_bytes"]
     if cfg.dense_fine_tune:
         from .prune import copy_model
 
@@ -296,7 +298,7 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
              [], cfg.seed + 1, verbose)
         rows.append(_measure_run(tuned, "dense_ft", "dense_ft", 0.0, output_dir, dense_gzip=dense_gzip,
                                  dense_acc=dense_acc, extra={"steps": steps, "pruning_end_step": None},
-                                 float_bytes=dense_float, **common))
+                                 **common))
     runs = [(m, s) for s in cfg.sparsities for m in cfg.modes]
     if cfg.structured_2x4:
         runs.append(("one_shot_2of4", 0.5))
@@ -310,8 +312,7 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
             pruned_model, end = _pruned_run(dense, mode, target, cfg, policy, steps, num_classes, train,
                                             tb_dir, verbose)
             run_policy = policy
-        common_run = dict(data=(train, val), class_names=class_names, cfg=cfg, policy=run_policy,
-                          dense_gzip=dense_gzip, dense_acc=dense_acc, float_bytes=dense_float)
+        common_run = dict(common, policy=run_policy, dense_gzip=dense_gzip, dense_acc=dense_acc)
         rows.append(_measure_run(pruned_model, name, mode, target, output_dir,
                                  extra={"steps": steps, "pruning_end_step": end}, **common_run))
         if cfg.pqat_epochs and mode in ("one_shot", "iterative"):

@@ -9,9 +9,9 @@ Examples::
 
 Without ``--full`` a small configuration runs: on CIFAR-10 MobileNetV2 alpha 0.5 at 64 px on
 10,000 training images, 6 dense epochs then 1 epoch per pruned run (no dense_ft row); on a
-folder alpha 0.35 at 64 px on up to 6,000 images, 6 + 3 epochs (README: measured times). ``--full`` uses every image,
-alpha 1.0, 96 px for folders, augmentation, 10 + 2 epochs and one epoch of sparsity-preserving
-quantization-aware training per magnitude-pruned model. Flags given explicitly override either
+folder alpha 0.35 at 64 px on up to 6,000 images, 6 + 3 epochs (README: measured times).
+``--full`` uses every image, alpha 1.0, 96 px for folders, augmentation, 10 + 2 epochs and one
+epoch of sparsity-preserving quantization-aware training per magnitude-pruned model. Flags given explicitly override either
 preset; ``--modes one_shot,iterative`` drops the random baseline and a third of the time.
 """
 from __future__ import annotations
