@@ -53,7 +53,7 @@ def _models(args):
     """(name, Keras model, trained) triples: the --models files, or --architecture built
     (untrained) at each size."""
     if args.models:
-        from tfxai.io import load_model
+        from tfxai.files import load_model
 
         for path in [m.strip() for m in args.models.split(",") if m.strip()]:
             yield path, load_model(path), True
@@ -68,12 +68,14 @@ def _models(args):
 
 def main(argv=None) -> int:
     args = _parse(argv)
-    from tfxai import export
+    from tfxai.classifier import model_facts
+    from tfxai.compress.experiment import prepare_cifar10
+    from tfxai.compress.measure import EvalSet
+    from tfxai.compress.tflite import Calibration, export_and_measure, parse_quantizations
     from tfxai.data import load_splits
-    from tfxai.io import read_run_config, write_json
-    from tfxai.pruning_experiment import prepare_cifar10
+    from tfxai.files import read_model_facts, write_json
 
-    quantizations = export.parse_quantizations(args.quantization)
+    quantizations = parse_quantizations(args.quantization)
     data_dir = prepare_cifar10(args.cifar10_archive) if args.dataset else args.data_dir
     results = {}
     splits = {}
@@ -86,14 +88,13 @@ def main(argv=None) -> int:
         val = data.val
         if args.eval_images and len(val) > args.eval_images:
             val = val.subset(np.sort(np.random.default_rng(args.seed).permutation(len(val))[:args.eval_images]))
-        cfg = read_run_config(path) if trained else {}
-        config = export.model_config(data.class_names, size, channels, args.resize_mode,
-                                     float(cfg.get("threshold", 0.5)), source_model=path)
+        stored = (read_model_facts(path) or {}) if trained else {}
+        facts = model_facts(data.class_names, size, channels, args.resize_mode,
+                            float(stored.get("threshold", 0.5)), source_model=path)
         name = os.path.splitext(os.path.basename(path))[0]
-        rows = export.export_and_measure(model, os.path.join(args.output_dir, name), quantizations,
-                                         representative_images=data.train.images, eval_images=val.images,
-                                         eval_labels=val.labels, config=config, name=name,
-                                         latency_runs=args.latency_runs, seed=args.seed)
+        rows = export_and_measure(model, os.path.join(args.output_dir, name), quantizations,
+                                  Calibration(data.train.images, seed=args.seed),
+                                  EvalSet(val.images, val.labels, latency_runs=args.latency_runs), facts, name)
         if not trained:  # what an untrained model's labels agree on means nothing
             for r in rows:
                 r["accuracy"] = r["agreement"] = r["max_prob_diff"] = None

@@ -33,7 +33,7 @@ def pipeline_cost(splits, model_type, image_size, options, batch_size=32, steps=
     from tfxai import data as data_lib
     from tfxai._keras import tf
     from tfxai.models import build_model
-    from tfxai.train import compile_model
+    from tfxai.training import compile_model
 
     imgs, labels = splits.train.images, splits.train.labels
     n = steps * batch_size
@@ -61,9 +61,9 @@ def pipeline_cost(splits, model_type, image_size, options, batch_size=32, steps=
 
 def score_run(model_type, size, options, run_dir, splits) -> dict:
     """The benchmark row of one run folder: validation metrics of its best model, speed from history.csv."""
-    from tfxai.io import load_classifier
+    from tfxai.classifier import load_classifier
     from tfxai.metrics import classification_metrics, threshold_youden
-    from tfxai.train import read_history
+    from tfxai.training import read_history
 
     clf = load_classifier(os.path.join(run_dir, "best_model.keras"))
     proba = clf.predict_proba(splits.val.images)
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from tfxai import data as data_lib
-    from tfxai.train import TrainConfig, train
+    from tfxai.training import TrainConfig, train
 
     if not os.path.isdir(args.data_dir):
         print(f"error: {args.data_dir} does not exist (expected the Kermany train folder)", file=sys.stderr)
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
             loaded[size] = data_lib.load_splits(args.data_dir, size, seed=args.seed, progress=False)
         splits = loaded[size]
         cfg = TrainConfig(args.data_dir, model_type, os.path.join(args.output_dir, model_type), epochs=epochs,
-                          batch_size=batch, image_size=size, lr=lr, seed=args.seed, model_options=options,
+                          batch_size=batch, image_size=size, learning_rate=lr, seed=args.seed, model_options=options,
                           label_smoothing=args.label_smoothing, patience=5, overwrite=True, verbose=2,
                           deterministic=False)
         run_dir = os.path.join(args.output_dir, model_type)

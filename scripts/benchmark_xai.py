@@ -80,7 +80,7 @@ def speed(args) -> dict:
     from tfxai._keras import keras
     from tfxai.explain import make_explainer
     from tfxai.explain.lime import keras_predict_fn
-    from tfxai.io import probabilities
+    from tfxai.classifier import probabilities
     from tfxai.models import build_model
 
     size = args.image_size
@@ -319,7 +319,7 @@ def _quick_real_model(args, root: Path):
 
 def real(args) -> dict | None:
     from tfxai.data import load_image
-    from tfxai.io import load_classifier
+    from tfxai.classifier import load_classifier
 
     root = Path(args.data_root)
     originals = root / "chest_xray_original"
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds_total"] = time.perf_counter() - start
     print(f"\nbenchmark finished in {results['seconds_total'] / 60:.1f} min")
     if args.output:
-        from tfxai.io import write_json
+        from tfxai.files import write_json
 
         write_json(args.output, results)
         print(f"wrote {args.output}")

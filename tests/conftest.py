@@ -39,7 +39,7 @@ def synthetic_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, synthetic_dir):
     """One small trained custom_cnn run folder, shared by evaluate/predict/CLI tests."""
-    from tfxai.train import TrainConfig, train
+    from tfxai.training import TrainConfig, train
 
     out = str(tmp_path_factory.mktemp("runs") / "tiny")
     result = train(TrainConfig(synthetic_dir, "custom_cnn", out, epochs=3, image_size=32, batch_size=32,

@@ -17,9 +17,9 @@ def test_train_cli_returns_0_and_writes_its_files(tmp_path, synthetic_dir, capsy
                  "--image-size", "32", "--batch-size", "32", "--output-dir", str(out), "--quiet",
                  "--model-options", '{"width": 8, "depth": 2}', "--cache-dir", "none"])
     assert code == 0
-    printed = capsys.readouterr().out
-    assert "train: NORMAL 80, PNEUMONIA 80 (total 160)" in printed
-    assert "validation (threshold 0.500)" in printed
+    captured = capsys.readouterr()
+    assert "train: NORMAL 80, PNEUMONIA 80 (total 160)" in captured.err  # progress is logged to stderr
+    assert "validation (threshold 0.500)" in captured.out
     for name in ("best_model.keras", "run_config.json", "history.csv", "training_curves.png"):
         assert (out / name).exists(), name
 
@@ -93,7 +93,7 @@ def test_predict_cli_folder_writes_csv_and_skips_bad_files(tmp_path, trained_run
     rows = list(csv.DictReader(open(csv_path)))
     assert len(rows) == 3
     assert "skipped 1 unreadable file(s)" in capsys.readouterr().out
-    overlays = sorted(os.listdir(tmp_path / "overlays"))
+    overlays = sorted(f for f in os.listdir(tmp_path / "overlays") if not f.startswith("."))
     assert len(overlays) == 3
     assert cv2.imread(str(tmp_path / "overlays" / overlays[0])).shape[1] % (2 * 48) == 0  # original resolution
 
@@ -127,8 +127,8 @@ def test_console_entry_point_and_scripts_wrap_the_cli():
 
 
 def test_evaluate_with_test_time_augmentation_averages_views(tmp_path, trained_run, synthetic_dir):
-    from tfxai.evaluate import tta_proba
-    from tfxai.io import load_classifier
+    from tfxai.evaluation import tta_proba
+    from tfxai.classifier import load_classifier
 
     clf = load_classifier(trained_run.model_path)
     x = np.full((2, 32, 32, 1), 100, np.uint8)

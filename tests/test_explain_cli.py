@@ -15,7 +15,7 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from tfxai.io import save_model, write_json
+    from tfxai.files import save_model, write_json
 
     model, _ = synthetic_model(SIZE)
     folder = tmp_path_factory.mktemp("model")
@@ -109,15 +109,15 @@ def test_cli_compare_reports_how_far_explanations_moved(checkpoint, xray_dir, tm
 
 
 def test_cli_compare_with_tflite_uses_lime_only(checkpoint, xray_dir, tmp_path):
-    from tfxai import export
+    from tfxai.classifier import load_classifier, model_facts
     from tfxai.cli import main
-    from tfxai.io import load_model
+    from tfxai.compress.tflite import export_tflite
+    from tfxai.files import load_model
 
     tflite = str(tmp_path / "model.tflite")
-    export.export_tflite(load_model(checkpoint), tflite, "float32",
-                         config=export.model_config(["NORMAL", "PNEUMONIA"], SIZE, 1))
+    export_tflite(load_model(checkpoint), tflite, "float32", facts=model_facts(["NORMAL", "PNEUMONIA"], SIZE, 1))
     # A freshly loaded interpreter must answer a first batch of one image (explain's first call).
-    assert export.load_tflite_classifier(tflite).predict_proba(np.zeros((1, SIZE, SIZE, 1))).shape == (1, 2)
+    assert load_classifier(tflite).predict_proba(np.zeros((1, SIZE, SIZE, 1))).shape == (1, 2)
     out = tmp_path / "compare_tflite"
     code = main(["explain", "--compare", checkpoint, tflite, "--image",
                  _first_image(xray_dir, "PNEUMONIA"), "--output-dir", str(out),

@@ -1,4 +1,4 @@
-"""tfxai.export: TFLite variants against Keras, sidecars, the classifier interface, the export CLI."""
+"""tfxai.compress.tflite: TFLite variants against Keras, sidecars, the classifier interface, the export CLI."""
 from __future__ import annotations
 
 import csv
@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from prune_helpers import toy_images, trained_tiny_cnn
-from tfxai import export, prune
+from tfxai.compress import measure, prune, tflite
+from tfxai.compress.tflite import Calibration
 from tfxai.cli import main
 from tfxai.errors import DataError, ModelFileError
-from tfxai.io import load_classifier, probabilities, save_model, write_json
+from tfxai.files import save_model, write_json
+from tfxai.classifier import load_classifier, model_facts, probabilities
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +33,10 @@ def trained():
 def exported(trained, tmp_path_factory):
     model, images = trained.model, trained.images
     folder = tmp_path_factory.mktemp("tflite")
-    config = export.model_config(["NORMAL", "PNEUMONIA"], 32, 1, "pad", threshold=0.4,
-                                 normalization="x / 255 inside the model")
-    paths = {q: export.export_tflite(model, str(folder / f"m_{q}.tflite"), q, images, config)
-             for q in export.QUANTIZATIONS}
+    config = model_facts(["NORMAL", "PNEUMONIA"], 32, 1, "pad", threshold=0.4,
+                         preprocessing="x / 255 inside the model")
+    paths = {q: tflite.export_tflite(model, str(folder / f"m_{q}.tflite"), q, Calibration(images), config)
+             for q in tflite.QUANTIZATIONS}
     return paths
 
 
@@ -79,8 +81,8 @@ def test_int8_multiclass_softmax_agrees_with_keras(tmp_path):
     model, images, _ = trained_tiny_cnn(channels=3, num_classes=3)
     test_images, _ = toy_images(150, channels=3, num_classes=3, seed=8)
     keras_proba = model.predict(test_images.astype(np.float32), verbose=0)
-    config = export.model_config(["a", "b", "c"], 32, 3)
-    path = export.export_tflite(model, str(tmp_path / "m.tflite"), "int8", images, config)
+    config = model_facts(["a", "b", "c"], 32, 3)
+    path = tflite.export_tflite(model, str(tmp_path / "m.tflite"), "int8", Calibration(images), config)
     proba = load_classifier(path).predict_proba(test_images)
     assert proba.shape == (150, 3)
     assert np.mean(proba.argmax(1) == keras_proba.argmax(1)) >= 0.9
@@ -92,7 +94,7 @@ def test_load_classifier_reads_labels_and_config_beside_the_tflite(exported):
     assert clf.kind == "tflite"
     assert clf.class_names == ["NORMAL", "PNEUMONIA"]
     assert (clf.image_size, clf.channels, clf.resize_mode, clf.threshold) == (32, 1, "pad", 0.4)
-    assert clf.config["normalization"] == "x / 255 inside the model"
+    assert clf.config["preprocessing"] == "x / 255 inside the model"
     assert clf.config["quantization"] == "dynamic"
     folder = os.path.dirname(exported["dynamic"])
     with open(os.path.join(folder, "labels.txt")) as f:
@@ -101,13 +103,14 @@ def test_load_classifier_reads_labels_and_config_beside_the_tflite(exported):
     assert clf.decide(proba).tolist() == [0, 1]  # threshold 0.4 on class 1
 
 
-def test_labels_txt_alone_names_the_classes(trained, tmp_path):
-    model = trained.model
+def test_a_tflite_without_facts_needs_a_threshold_and_labels_txt_names_the_classes(trained, tmp_path):
     path = str(tmp_path / "bare.tflite")
-    export.export_tflite(model, path, "float32")  # no config: no sidecars
-    assert load_classifier(path).class_names == ["class0", "class1"]
+    tflite.export_tflite(trained.model, path, "float32")  # no facts: no sidecars
+    with pytest.raises(ModelFileError, match="--threshold"):
+        load_classifier(path)
+    assert load_classifier(path, threshold=0.5).class_names == ["class0", "class1"]
     (tmp_path / "labels.txt").write_text("healthy\nsick\n")
-    assert load_classifier(path).class_names == ["healthy", "sick"]
+    assert load_classifier(path, threshold=0.5).class_names == ["healthy", "sick"]
 
 
 def test_wrong_image_shape_is_reported_with_the_shape(exported):
@@ -125,15 +128,15 @@ def test_missing_or_corrupt_tflite_is_a_model_file_error(tmp_path):
         load_classifier(str(bad))
 
 
-@pytest.mark.parametrize("text, expected", [("all", export.QUANTIZATIONS), ("int8", ("int8",)),
+@pytest.mark.parametrize("text, expected", [("all", tflite.QUANTIZATIONS), ("int8", ("int8",)),
                                             ("float16, int8,int8", ("float16", "int8"))])
 def test_parse_quantizations(text, expected):
-    assert export.parse_quantizations(text) == expected
+    assert tflite.parse_quantizations(text) == expected
 
 
 def test_unknown_quantization_names_the_value():
     with pytest.raises(ValueError, match="int4"):
-        export.parse_quantizations("float16,int4")
+        tflite.parse_quantizations("float16,int4")
 
 
 def test_pruned_and_int8_together_keep_zeros_and_shrink_under_gzip(trained, exported, tmp_path):
@@ -145,8 +148,9 @@ def test_pruned_and_int8_together_keep_zeros_and_shrink_under_gzip(trained, expo
         learning_rate=1e-3)
     stripped = prune.strip(pruned)
     dense_path = exported["int8"]
-    pruned_path = export.export_tflite(stripped, str(tmp_path / "pruned.tflite"), "int8", trained.images)
-    assert export.gzip_size(pruned_path) < 0.85 * export.gzip_size(dense_path)
+    pruned_path = tflite.export_tflite(stripped, str(tmp_path / "pruned.tflite"), "int8", Calibration(trained.images),
+                                        model_facts(["NORMAL", "PNEUMONIA"], 32, 1))
+    assert measure.gzip_size(pruned_path) < 0.85 * measure.gzip_size(dense_path)
     proba = load_classifier(pruned_path).predict_proba(trained.test_images)
     assert np.mean(proba.argmax(1) == trained.test_labels) >= 0.9  # still does the task
 
@@ -228,7 +232,7 @@ def test_export_cli_unknown_quantization_is_a_clear_error(checkpoint, tmp_path, 
 def test_onnx_export_matches_keras_under_onnxruntime(trained, tmp_path):
     pytest.importorskip("tf2onnx")
     ort = pytest.importorskip("onnxruntime")
-    path = export.export_onnx(trained.model, str(tmp_path / "m.onnx"))
+    path = tflite.export_onnx(trained.model, str(tmp_path / "m.onnx"))
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
     out = session.run(None, {"image": trained.test_images.astype(np.float32)})[0]

@@ -76,3 +76,60 @@ def test_bad_input_names_the_problem():
         metrics.classification_metrics([0, 1], [0.2, 0.8], threshold=1.5)
     with pytest.raises(ValueError, match="labels must be in"):
         metrics.classification_metrics([0, 2], [0.2, 0.8])
+
+
+def test_bootstrap_metrics_equal_scikit_learn_with_ties():
+    from sklearn import metrics as skm
+
+    from tfxai.metrics import _fast_binary
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 500)
+    p = np.round(np.clip(0.55 * y + rng.normal(0.25, 0.25, 500), 0, 1), 2)  # rounded: many ties
+    fast = _fast_binary(y, p, 0.5)
+    assert fast["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    assert fast["pr_auc"] == pytest.approx(skm.average_precision_score(y, p), abs=1e-12)
+    assert fast["f1"] == pytest.approx(skm.f1_score(y, p >= 0.5), abs=1e-12)
+
+
+def test_confidence_intervals_contain_the_estimate_and_shrink_with_more_data():
+    from tfxai.metrics import classification_metrics, confidence_intervals
+
+    rng = np.random.default_rng(0)
+
+    def sample(n):
+        y = rng.integers(0, 2, n)
+        return y, np.clip(0.5 * y + rng.normal(0.25, 0.2, n), 0, 1)
+
+    widths = []
+    for n in (200, 2000):
+        y, p = sample(n)
+        m, ci = classification_metrics(y, p), confidence_intervals(y, p, n_boot=300)
+        for key in ("accuracy", "sensitivity", "specificity", "precision", "roc_auc", "pr_auc", "f1"):
+            assert ci[key][0] <= m[key] <= ci[key][1], key
+        widths.append(ci["roc_auc"][1] - ci["roc_auc"][0])
+    assert widths[1] < 0.6 * widths[0]  # ~1/sqrt(10) narrower with 10x the images
+
+
+def test_wilson_interval_of_a_proportion_matches_scipy():
+    from scipy.stats import binomtest
+
+    from tfxai.metrics import confidence_intervals
+
+    y = np.array([0] * 191 + [1] * 10)
+    p = np.array([0.1] * 184 + [0.9] * 7 + [0.9] * 10)  # specificity 184/191
+    ci = confidence_intervals(y, p, n_boot=50)["specificity"]
+    ref = binomtest(184, 191).proportion_ci(0.95, method="wilson")
+    assert ci == pytest.approx([ref.low, ref.high], abs=1e-12)
+
+
+def test_bootstrap_over_patients_is_wider_than_over_images_when_patients_repeat():
+    from tfxai.metrics import confidence_intervals
+
+    rng = np.random.default_rng(1)
+    # 60 patients with 10 near-identical images each: 600 images but only 60 independent cases.
+    y = np.repeat(rng.integers(0, 2, 60), 10)
+    p = np.clip(np.repeat(0.4 * y[::10] + rng.normal(0.3, 0.2, 60), 10) + rng.normal(0, 0.01, 600), 0, 1)
+    by_image = confidence_intervals(y, p, n_boot=400)["roc_auc"]
+    by_patient = confidence_intervals(y, p, groups=np.repeat(np.arange(60), 10), n_boot=400)["roc_auc"]
+    assert by_patient[1] - by_patient[0] > 1.5 * (by_image[1] - by_image[0])

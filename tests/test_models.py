@@ -5,7 +5,7 @@ import pytest
 from tfxai import models
 from tfxai._keras import keras
 from tfxai.errors import MissingDownloadError, ModelFileError
-from tfxai.io import load_model, save_model
+from tfxai.files import load_model, save_model
 
 
 def test_registry_lists_the_three_model_types():
@@ -24,7 +24,9 @@ def test_models_take_raw_pixels_and_give_probabilities(name, shape, classes, out
     assert np.all((y >= 0) & (y <= 1))
     if classes > 2:
         np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-5)
-    conv = m.get_layer(models.last_conv_layer_name(m))
+    from tfxai.explain.gradcam import find_target_layer
+
+    conv = m.get_layer(find_target_layer(m)[-1])
     assert len(conv.output_shape) == 4 and conv.output_shape[1] >= 1
 
 

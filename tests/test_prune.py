@@ -1,4 +1,4 @@
-"""tfxai.prune: schedules, the layer policy, measured sparsity, random baseline, strip, summaries."""
+"""tfxai.compress.prune: schedules, the layer policy, measured sparsity, random baseline, strip, summaries."""
 from __future__ import annotations
 
 import glob
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from prune_helpers import fit, tiny_cnn, toy_images, trained_tiny_cnn
-from tfxai import prune
+from tfxai.compress import prune
 from tfxai._keras import keras, tf
-from tfxai.export import gzip_size, keras_sizes
+from tfxai.compress.measure import gzip_size, keras_sizes
 from tfxai.models import build_model
 
 

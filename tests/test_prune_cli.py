@@ -44,7 +44,7 @@ def _rows(out):
 def test_prune_cli_writes_table_csv_json_and_four_panel_figure(comparison):
     from matplotlib.image import imread
 
-    from tfxai.pruning_experiment import plot_comparison
+    from tfxai.compress.experiment import plot_comparison
 
     code, out = comparison
     assert code == 0
@@ -94,13 +94,13 @@ def test_prune_cli_writes_tensorboard_pruning_summaries_and_models(comparison):
         assert list(Path(out, "tensorboard", name, "metrics").glob("events.out.tfevents.*"))
         assert Path(out, "models", f"{name}.keras").exists()
         assert Path(out, "tflite", f"{name}_int8.tflite").exists()
-    config = json.loads(Path(out, "run_config.json").read_text())
+    config = json.loads(Path(out, "prune_config.json").read_text())
     assert config["class_names"] == ["NORMAL", "PNEUMONIA"] and config["image_size"] == 32
     assert "tensorflow-model-optimization" in config["versions"]
 
 
 def test_pruned_model_from_the_cli_loads_through_the_classifier_interface(comparison):
-    from tfxai.io import load_classifier
+    from tfxai.classifier import load_classifier
 
     _, out = comparison
     keras_clf = load_classifier(os.path.join(out, "models", "iterative_80.keras"))
@@ -112,7 +112,7 @@ def test_pruned_model_from_the_cli_loads_through_the_classifier_interface(compar
 
 def test_prune_cli_starts_from_a_checkpoint_without_dense_training(synthetic_root, tmp_path):
     from prune_helpers import tiny_cnn
-    from tfxai.io import save_model
+    from tfxai.files import save_model
 
     ckpt = str(tmp_path / "trained.keras")
     save_model(tiny_cnn(), ckpt)
@@ -179,7 +179,7 @@ def test_prune_cli_missing_data_folder_is_a_clear_error(tmp_path, capsys):
 def test_cifar10_archive_is_unpacked_once_into_the_cache(tmp_path):
     import cv2
 
-    from tfxai.pruning_experiment import prepare_cifar10
+    from tfxai.compress.experiment import prepare_cifar10
 
     src = tmp_path / "src"
     for cls in ("cat", "dog"):
@@ -197,7 +197,7 @@ def test_cifar10_archive_is_unpacked_once_into_the_cache(tmp_path):
 
 
 def test_missing_cifar10_archive_names_the_path(tmp_path):
-    from tfxai.pruning_experiment import prepare_cifar10
+    from tfxai.compress.experiment import prepare_cifar10
 
     with pytest.raises(MissingDownloadError, match="nope.tar.gz"):
         prepare_cifar10(str(tmp_path / "nope.tar.gz"), cache_dir=str(tmp_path / "cache"))

@@ -1,12 +1,13 @@
-"""tfxai.qat: sparsity-preserving quantization-aware training, converted to int8 TFLite."""
+"""tfxai.compress.qat: sparsity-preserving quantization-aware training, converted to int8 TFLite."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from prune_helpers import fit, toy_images, trained_tiny_cnn
-from tfxai import export, prune, qat
-from tfxai.io import load_classifier
+from tfxai.classifier import load_classifier, model_facts
+from tfxai.compress import measure, prune, qat, tflite
+from tfxai.compress.tflite import Calibration
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,8 @@ def test_pqat_int8_tflite_is_uint8_keeps_accuracy_and_shrinks_under_gzip(pruned_
     pruned, images, labels, dense = pruned_toy
     qat_model = qat.quantize_aware(pruned)
     fit(qat_model, images, labels, epochs=1, learning_rate=5e-4)
-    path = export.export_tflite(qat_model, str(tmp_path / "pqat.tflite"), "int8", images)
+    path = tflite.export_tflite(qat_model, str(tmp_path / "pqat.tflite"), "int8", Calibration(images),
+                                model_facts(["NORMAL", "PNEUMONIA"], 32, 1))
     clf = load_classifier(path)
     assert clf.input_dtype == np.uint8
     test_images, test_labels = toy_images(200, seed=7)
@@ -53,8 +55,8 @@ def test_pqat_int8_tflite_is_uint8_keeps_accuracy_and_shrinks_under_gzip(pruned_
     keras_labels = qat_model.predict(test_images.astype(np.float32), verbose=0)
     keras_labels = (keras_labels[:, 0] >= 0.5).astype(int) if keras_labels.shape[1] == 1 else keras_labels.argmax(1)
     assert np.mean(proba.argmax(1) == keras_labels) >= 0.9
-    dense_int8 = export.convert_tflite(dense, "int8", images)
-    assert export.gzip_size(path) < 0.85 * export.gzip_size(dense_int8)  # the zeros survive conversion
+    dense_int8 = tflite.convert_tflite(dense, "int8", Calibration(images))
+    assert measure.gzip_size(path) < 0.85 * measure.gzip_size(dense_int8)  # the zeros survive conversion
 
 
 def test_quantize_aware_handles_mobilenet_v2_preprocessing_layers():

@@ -8,7 +8,7 @@ import pytest
 
 from tfxai._keras import keras
 from tfxai.errors import TfxaiError
-from tfxai.train import TrainConfig, read_history, train
+from tfxai.training import TrainConfig, read_history, train
 
 TINY = {"width": 8, "depth": 2}
 
@@ -109,19 +109,21 @@ def test_threshold_policy_sensitivity_is_applied_on_validation(tmp_path, synthet
 
 
 def test_bad_arguments_are_named(tmp_path, synthetic_dir):
-    with pytest.raises(TfxaiError, match="--model-type 'vgg'"):
+    with pytest.raises(TfxaiError, match="model_type: 'vgg'"):
         train(_config(synthetic_dir, tmp_path / "x", model_type="vgg"))
-    with pytest.raises(TfxaiError, match="--pretrained .* mobilenet_v2 only"):
+    with pytest.raises(TfxaiError, match="pretrained: .* mobilenet_v2 only"):
         train(_config(synthetic_dir, tmp_path / "x", model_type="resnet18", pretrained=True))
 
 
 @pytest.mark.slow
 def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path, synthetic_dir):
     script = textwrap.dedent(f"""
+        import logging, sys
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from tfxai.train import TrainConfig, train
+        from tfxai.training import TrainConfig, train
         r = train(TrainConfig({synthetic_dir!r}, "custom_cnn", {str(tmp_path / 'm')!r}, epochs=1, image_size=32,
                               model_options={TINY!r}, cache_dir=None, verbose=0, strategy="mirrored",
                               deterministic=False))

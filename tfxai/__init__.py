@@ -1,6 +1,40 @@
 """tfxai: explainable, edge-deployable chest X-ray pneumonia triage with TensorFlow/Keras 2.
 
-Import the submodules you need (``tfxai.data``, ``tfxai.models``, ``tfxai.train`` ...); importing
-``tfxai`` itself loads nothing heavy.
+The public API is re-exported here lazily, so ``import tfxai`` loads nothing heavy and
+``tfxai.train(...)``, ``tfxai.load_classifier(...)`` ... import their module on first use::
+
+    import tfxai
+    result = tfxai.train(tfxai.TrainConfig("chest_xray", "custom_cnn", "runs/cnn", image_size=128))
+    clf = tfxai.load_classifier(result.model_path)
+    heatmaps = tfxai.make_explainer("gradcam", clf.model).explain(images)
+
+The README's "How the code is laid out" lists the modules.
 """
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.2.0.dev0"
+
+_EXPORTS = {
+    "tfxai.models": ("build_model", "list_models", "get_spec"),
+    "tfxai.data": ("load_splits", "load_image", "decode_image", "ImageSet", "DataSplits"),
+    "tfxai.training": ("TrainConfig", "TrainResult", "train"),
+    "tfxai.classifier": ("Classifier", "load_classifier", "model_facts"),
+    "tfxai.evaluation": ("evaluate",),
+    "tfxai.predict": ("predict_files",),
+    "tfxai.metrics": ("classification_metrics",),
+    "tfxai.explain": ("Explanation", "GradCAM", "make_explainer"),
+    "tfxai.explain.run": ("ExplainSettings", "explain_images", "compare_models"),
+    "tfxai.compress": ("prune_model", "one_shot_schedule", "iterative_schedule", "strip", "measure_sparsity",
+                       "quantize_aware", "export_tflite", "convert_tflite", "run_comparison"),
+    "tfxai.files": ("OutputFolder", "save_model", "load_model"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = ["__version__", *sorted(_WHERE)]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'tfxai' has no attribute {name!r}")

@@ -2,7 +2,8 @@
 
 Each command lives in ``tfxai/commands/<name>.py`` with ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their command runs, so ``tfxai --help``
-stays fast. User errors (bad folders, missing files) print one clear line and return 2.
+stays fast. User errors (bad folders, missing files, out-of-range flags) print one clear line and
+return 2; ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import logging
 import sys
 
 from . import __version__
-from .errors import TfxaiError
+from .commands._args import Parser, add_debug, config_error_message
+from .errors import ConfigError, TfxaiError
 
 COMMANDS = {
     "train": "train a pneumonia-vs-normal classifier on a folder of X-rays or a MedMNIST .npz",
@@ -29,44 +31,80 @@ def _command_module(name: str):
     return importlib.import_module(f"tfxai.commands.{name}")
 
 
+class _Formatter(logging.Formatter):
+    """Progress messages plain, problems prefixed: ``warning: skipped a.jpeg: file is empty``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            text = f"{record.levelname.lower()}: {text}"
+        elif record.levelno < logging.INFO:
+            text = f"debug {record.name}: {text}"
+        return text
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the ``only`` subcommand gets its arguments (and its module imported), so
     ``tfxai --help`` answers at once and one command never pays for another's imports."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tfxai", description="Explainable, edge-deployable chest X-ray pneumonia triage "
         "(TensorFlow/Keras 2, CPU, offline). 'tfxai <command> --help' lists a command's flags.")
     parser.add_argument("--version", action="version", version=f"tfxai {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        add_debug(p)
         if only == name:
             _command_module(name).add_arguments(p)
     return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        for noisy in ("absl", "tensorflow", "h5py", "matplotlib", "PIL"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser(only=command)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a bad flag (already reported in one line)
+        return int(done.code or 0)
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        for noisy in ("absl", "tensorflow", "h5py", "matplotlib", "PIL"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    _setup_logging(args.verbose)
+    prefix = f"tfxai {args.command}: error:"
     try:
         return int(_command_module(args.command).run(args) or 0)
+    except ConfigError as err:
+        if args.debug:
+            raise
+        print(f"{prefix} {config_error_message(err)}", file=sys.stderr)
     except TfxaiError as err:
-        print(f"tfxai {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        if args.debug:
+            raise
+        print(f"{prefix} {err}", file=sys.stderr)
+    except (OSError, ValueError) as err:
+        # Bad input that reached a library before a check named it: one line, not a traceback.
+        if args.debug:
+            raise
+        print(f"{prefix} {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"tfxai {args.command}: interrupted; a training run resumes from its last completed "
               f"epoch when started again with the same --output-dir", file=sys.stderr)
         return 130
+    return 2
 
 
 if __name__ == "__main__":

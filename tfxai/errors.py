@@ -15,3 +15,17 @@ class ModelFileError(TfxaiError, ValueError):
 
 class MissingDownloadError(TfxaiError, FileNotFoundError):
     """A file that would have to be downloaded is not on this machine."""
+
+
+class OutputError(TfxaiError, OSError):
+    """An output cannot be written where asked, or would destroy something tfxai did not write."""
+
+
+class ConfigError(TfxaiError, ValueError):
+    """A setting is out of range. ``field`` names the configuration field (``lr``); the CLI
+    rewrites it as its flag (``--lr``)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message

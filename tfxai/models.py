@@ -3,7 +3,6 @@
 Every model takes raw pixels (float32 in [0, 255], shape (H, W, C) with C = 1 or 3): rescaling lives
 inside the model, so a saved model and its TFLite export need no outside preprocessing. Binary
 problems get one sigmoid unit (probability of the positive class, index 1); more classes get softmax.
-Each model records the name of its last conv layer, which Grad-CAM uses.
 """
 from __future__ import annotations
 
@@ -33,21 +32,44 @@ MOBILENET_WEIGHTS_URL_HINT = (
 
 
 @dataclass(frozen=True)
+class OptionRange:
+    """The values a model option accepts: ``kind`` int or float, within [``low``, ``high``]."""
+
+    kind: type
+    low: float
+    high: float
+
+    def check(self, name: str, value) -> None:
+        ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+              and (self.kind is float or float(value).is_integer()) and self.low <= value <= self.high)
+        if not ok:
+            what = "a whole number" if self.kind is int else "a number"
+            raise ValueError(f"model option {name!r} must be {what} in [{self.low:g}, {self.high:g}], got {value!r}")
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What the registry knows about a model type.
 
-    ``last_conv_layer``: name of the layer whose activations Grad-CAM uses.
     ``preprocessing``: human-readable description of the in-model rescaling (goes into run configs).
+    ``options``: the keyword options of its builder and the values they accept.
     """
 
     name: str
     builder: Callable[..., keras.Model]
-    description: str
-    last_conv_layer: str
     preprocessing: str
-    default_image_size: int = 224
     supports_imagenet: bool = False
-    options: tuple[str, ...] = field(default_factory=tuple)
+    options: dict[str, OptionRange] = field(default_factory=dict)
+
+    def check_options(self, options: dict) -> None:
+        """ValueError naming an unknown option or a value out of range."""
+        if not isinstance(options, dict):
+            raise ValueError(f"model options must be a JSON object such as {{\"width\": 16}}, got {options!r}")
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown} for {self.name!r}; it accepts {sorted(self.options)}")
+        for key, value in options.items():
+            self.options[key].check(key, value)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -111,9 +133,7 @@ def build_model(
         raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
     if weights == "imagenet" and not spec.supports_imagenet:
         raise ValueError(f"model type {name!r} has no ImageNet weights; use mobilenet_v2 or weights=None")
-    unknown = set(options) - set(spec.options)
-    if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for {name!r}; it accepts {list(spec.options)}")
+    spec.check_options(options)
     model = spec.builder(shape, int(num_classes), weights=weights, **options)
     if weights not in (None, "imagenet"):
         load_weights_file(model, weights)
@@ -125,26 +145,13 @@ def load_weights_file(model: keras.Model, path: str) -> None:
         raise ModelFileError(f"weights file {path!r} does not exist")
     try:
         if str(path).endswith(".keras"):
-            from .io import load_model
+            from .files import load_model
 
             model.set_weights(load_model(path).get_weights())
         else:
             model.load_weights(path)
     except (ValueError, OSError) as err:
         raise ModelFileError(f"could not load weights from {path!r} into {model.name}: {err}") from err
-
-
-def last_conv_layer_name(model: keras.Model) -> str:
-    """Name of the last layer with a 4-D (N, h, w, c) output that is not pooling or dropout:
-    the feature map Grad-CAM weights. For the registry's models this is the final activation
-    before global pooling (``block4b_relu``, ``stage4_block2_out``, ``out_relu``)."""
-    skip = (layers.Dropout, layers.SpatialDropout2D, layers.MaxPooling2D, layers.AveragePooling2D,
-            layers.InputLayer)
-    for layer in reversed(model.layers):
-        shape = getattr(layer, "output_shape", None)
-        if isinstance(shape, tuple) and len(shape) == 4 and not isinstance(layer, skip):
-            return layer.name
-    raise ValueError(f"model {model.name!r} has no layer with a 4-D output to explain")
 
 
 # ----------------------------------------------------------------------------- custom CNN
@@ -286,20 +293,18 @@ def _ensure_imagenet_file(alpha: float, rows: int) -> None:
         ) from err
 
 
+_DROPOUT = OptionRange(float, 0.0, 0.9)
 register_model(ModelSpec(
-    "custom_cnn", _build_custom_cnn,
-    "Lightweight CNN: Conv-BN-ReLU pairs, max pooling, spatial dropout, GAP, dense head",
-    last_conv_layer="block{depth}b_relu", preprocessing="x / 255", default_image_size=128,
-    options=("width", "depth", "dropout"),
+    "custom_cnn", _build_custom_cnn, preprocessing="x / 255",
+    options={"width": OptionRange(int, 4, 512), "depth": OptionRange(int, 1, 6), "dropout": _DROPOUT},
 ))
 register_model(ModelSpec(
-    "resnet18", _build_resnet18, "ResNet-18 (basic blocks [2, 2, 2, 2]); 3x3 stem for inputs < 96 px",
-    last_conv_layer="stage4_block2_out", preprocessing="x / 127.5 - 1", default_image_size=224,
-    options=("width", "dropout"),
+    "resnet18", _build_resnet18, preprocessing="x / 127.5 - 1",
+    options={"width": OptionRange(int, 4, 512), "dropout": _DROPOUT},
 ))
 register_model(ModelSpec(
-    "mobilenet_v2", _build_mobilenet_v2, "Keras MobileNetV2 backbone (flat), Dropout + Dense head",
-    last_conv_layer="out_relu", preprocessing="grey repeated to RGB; x / 127.5 - 1",
-    default_image_size=224, supports_imagenet=True,
-    options=("alpha", "dropout", "trainable_backbone_layers"),
+    "mobilenet_v2", _build_mobilenet_v2, preprocessing="grey repeated to RGB; x / 127.5 - 1",
+    supports_imagenet=True,
+    options={"alpha": OptionRange(float, 0.35, 1.4), "dropout": _DROPOUT,
+             "trainable_backbone_layers": OptionRange(int, 0, 200)},
 ))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .io import write_atomic
+from .files import write_atomic
 
 
 def pyplot():
@@ -12,6 +12,8 @@ def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only; laptops in clinics and CI have no display
+    # Titles carry file and class names: a '$' in them must print as itself, not start math text.
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

@@ -1,50 +1,72 @@
-"""Inference on image files: class, confidence, and a Grad-CAM overlay on the original X-ray."""
+"""Inference on image files: class, confidence, and a Grad-CAM overlay on the original X-ray.
+
+Files are decoded in parallel threads and sent through the model in batches (one model call and
+one Grad-CAM pass per batch). A file that cannot be read, decoded or drawn is skipped and
+reported; the others are kept. Overlays are named after the image's path relative to the input
+folder, so ``ward1/scan.png`` and ``ward2/scan.png`` never share one overlay.
+"""
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import data as data_lib
-from .errors import DataError
-from .io import Classifier
+from .classifier import Classifier
+from .data.decode import display_size, heatmap_to_original, load_image
+from .explain.figures import overlay
+from .explain.gradcam import GradCAM
+from .files import display_path, write_atomic
 
 log = logging.getLogger(__name__)
+
+MAX_OVERLAY_SIDE = 2048  # overlays of larger originals are drawn at this size
 
 
 @dataclass
 class Prediction:
+    """One image's result: ``proba`` float32 (K,), ``label`` its decided class name,
+    ``confidence`` the probability of that class; ``ood_*``: the out-of-distribution guard's score
+    (NaN without a guard), whether it fired, and why."""
+
     path: str
     label: str
     confidence: float
     proba: np.ndarray
     overlay_path: str | None = None
+    ood_score: float = float("nan")
+    ood_flag: bool = False
+    ood_reason: str = ""
 
 
-def list_images(path: str) -> list[str]:
-    """A file, or every image file under a folder (recursively), sorted."""
-    if os.path.isfile(path):
-        return [path]
-    if not os.path.isdir(path):
-        raise DataError(f"{path!r} does not exist; expected an image file (JPEG/PNG/DICOM) or a folder of them")
-    found = []
-    for dirpath, _, files in os.walk(path):
-        found += [os.path.join(dirpath, f) for f in files
-                  if f.lower().endswith(data_lib.IMAGE_EXTENSIONS) and not f.startswith(".")]
-    if not found:
-        raise DataError(f"{path!r} holds no image files (expected {', '.join(data_lib.IMAGE_EXTENSIONS)})")
-    return sorted(found)
+def overlay_names(paths: list[str], root: str | None) -> dict[str, str]:
+    """{path: overlay file name relative to the overlay folder}, unique for every path:
+    ``<relative folder>/<stem>_gradcam.png``; two files with one stem in one folder
+    (``scan.png``, ``scan.jpeg``) keep their extension in the name."""
+    rel = {p: os.path.relpath(p, root) if root else os.path.basename(p) for p in paths}
+    stems: dict[str, list[str]] = {}
+    for p, r in rel.items():
+        stems.setdefault(os.path.splitext(r)[0].lower(), []).append(p)
+    out = {}
+    for p, r in rel.items():
+        stem, ext = os.path.splitext(r)
+        if len(stems[stem.lower()]) > 1:
+            stem = f"{stem}_{ext.lstrip('.')}"
+        out[p] = stem.replace("..", "_") + "_gradcam.png"
+    return out
 
 
 def save_overlay(path: str, original: np.ndarray, heatmap: np.ndarray, caption: str) -> str:
-    """Original and overlay side by side with a caption, as PNG."""
+    """Original and overlay side by side with a caption, as PNG (originals larger than
+    MAX_OVERLAY_SIDE are drawn smaller; ``heatmap`` is resized to the drawn size)."""
     import cv2
 
-    from .explain.figures import overlay
-    from .io import write_atomic
-
+    h, w = display_size(original.shape[:2], MAX_OVERLAY_SIDE)
+    if (h, w) != original.shape[:2]:
+        original = cv2.resize(original, (w, h), interpolation=cv2.INTER_AREA).reshape(h, w, -1)
     over = overlay(original, heatmap, alpha=0.4)
     base = original if original.shape[2] == 3 else np.repeat(original, 3, axis=2)
     canvas = np.concatenate([base, over], axis=1)
@@ -56,39 +78,87 @@ def save_overlay(path: str, original: np.ndarray, heatmap: np.ndarray, caption: 
     cv2.putText(band, caption, (10, int(28 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (0, 0, 0),
                 max(1, int(2 * scale)), cv2.LINE_AA)
     img = np.concatenate([band, canvas], axis=0)
-    write_atomic(path, lambda tmp: cv2.imwrite(tmp, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)))
-    return path
+
+    def writer(tmp):
+        if not cv2.imwrite(tmp, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {path}")
+    return write_atomic(path, writer)
+
+
+def _shrunk(original: np.ndarray) -> np.ndarray:
+    """The original at overlay size, so a batch never holds many full-size originals."""
+    import cv2
+
+    h, w = display_size(original.shape[:2], MAX_OVERLAY_SIDE)
+    if (h, w) == original.shape[:2]:
+        return original
+    return cv2.resize(original, (w, h), interpolation=cv2.INTER_AREA).reshape(h, w, -1)
+
+
+def _decoded_batches(classifier: Classifier, paths: list[str], batch_size: int, skipped: list) -> Iterator:
+    """Batches of (paths, model inputs uint8 (B, S, S, C), originals, ResizeInfos); unreadable
+    files go to ``skipped`` as (path, reason)."""
+    def load(path):
+        try:
+            x, original, info = load_image(path, classifier.image_size, classifier.channels, classifier.resize_mode)
+            return path, x, _shrunk(original), info, None
+        except (ValueError, OSError, MemoryError) as err:
+            return path, None, None, None, str(err) if path in str(err) else f"{path}: {err}"
+
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        for i in range(0, len(paths), batch_size):
+            done = list(pool.map(load, paths[i:i + batch_size]))
+            for path, _, _, _, err in done:
+                if err is not None:
+                    log.warning("skipped %s", display_path(err))
+                    skipped.append((path, err))
+            good = [d for d in done if d[4] is None]
+            if good:
+                yield ([d[0] for d in good], np.stack([d[1] for d in good]), [d[2] for d in good],
+                       [d[3] for d in good])
 
 
 def predict_files(classifier: Classifier, paths: list[str], overlay_dir: str | None = None,
-                  overlay_path: str | None = None, gradcam: bool = True) -> tuple[list[Prediction], list]:
-    """Classify files; returns (predictions, skipped [(path, reason)]). Grad-CAM overlays are
-    written for Keras models when ``overlay_dir`` (one PNG per image) or ``overlay_path`` (single image)."""
+                  overlay_path: str | None = None, gradcam: bool = True, batch_size: int = 32,
+                  root: str | None = None, progress: bool = True,
+                  on_batch: Callable[[int, int], None] | None = None) -> tuple[list[Prediction], list]:
+    """Classify files in batches; returns (predictions, skipped [(path, reason)]).
+
+    Grad-CAM overlays are written for Keras models when ``overlay_dir`` (one PNG per image, named
+    by :func:`overlay_names` relative to ``root``) or ``overlay_path`` (a single image) is given.
+    ``on_batch(done, total)`` is called after each batch (progress for a web page).
+    """
     from tqdm.auto import tqdm
 
-    results, skipped = [], []
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     explainer = None
     if gradcam and classifier.model is not None and (overlay_dir or overlay_path):
-        from .explain.gradcam import GradCAM
-
-        explainer = GradCAM(classifier.model)
-    for path in tqdm(paths, desc="predicting", unit="img", disable=len(paths) < 5, leave=False):
-        try:
-            x, original, info = data_lib.load_image(path, classifier.image_size, classifier.channels,
-                                                    classifier.resize_mode)
-        except (ValueError, OSError) as err:
-            log.warning("skipped %s", err)
-            skipped.append((path, str(err)))
-            continue
-        proba = classifier.predict_proba(x[None])[0]
-        k = int(classifier.decide(proba[None])[0])
-        pred = Prediction(path, classifier.class_names[k], float(proba[k]), proba)
-        if explainer is not None:
-            heat = explainer.explain(x[None].astype(np.float32), targets=[k])[0].heatmap
-            heat = data_lib.heatmap_to_original(heat, info)
-            dest = overlay_path or os.path.join(
-                overlay_dir, os.path.splitext(os.path.basename(path))[0] + "_gradcam.png")
-            pred.overlay_path = save_overlay(dest, original, heat,
-                                             f"{pred.label} {pred.confidence:.1%} (Grad-CAM for {pred.label})")
-        results.append(pred)
+        explainer = GradCAM(classifier.model, batch_size=batch_size)
+    names = overlay_names(paths, root) if overlay_dir else {}
+    results, skipped = [], []
+    bar = tqdm(total=len(paths), desc="predicting", unit="img", disable=not progress or len(paths) < 5, leave=False)
+    for batch_paths, x, originals, infos in _decoded_batches(classifier, paths, batch_size, skipped):
+        proba = classifier.predict_proba(x)
+        decided = classifier.decide(proba)
+        ood = classifier.check_ood(x)
+        heat = explainer.heatmaps(x.astype(np.float32), targets=decided)[0] if explainer is not None else None
+        for j, path in enumerate(batch_paths):
+            k = int(decided[j])
+            pred = Prediction(path, classifier.class_names[k], float(proba[j, k]), proba[j],
+                              ood_score=ood[j].score, ood_flag=ood[j].flag, ood_reason=ood[j].reason)
+            if heat is not None:
+                dest = overlay_path or os.path.join(overlay_dir, names[path])
+                try:
+                    hm = heatmap_to_original(heat[j], infos[j], MAX_OVERLAY_SIDE)
+                    pred.overlay_path = save_overlay(dest, originals[j], hm,
+                                                     f"{pred.label} {pred.confidence:.1%} (Grad-CAM for {pred.label})")
+                except (ValueError, OSError) as err:
+                    log.warning("no overlay for %s: %s", display_path(path), err)
+            results.append(pred)
+        bar.update(len(batch_paths))
+        if on_batch is not None:
+            on_batch(len(results) + len(skipped), len(paths))
+    bar.update(len(paths) - bar.n)
+    bar.close()
     return results, skipped

@@ -5,28 +5,32 @@ import argparse
 import os
 import time
 
-from ..train import TrainConfig, format_metrics, train
+from ..classifier import load_classifier
+from ..evaluation import EvalOptions, evaluate, load_eval_images
+from ..explain.run import ExplainSettings, collect_images, explain_images
+from ..files import OutputFolder
+from ..metrics import format_metrics
+from ..predict import predict_files
+from ..synthetic import write_synthetic_dataset
+from ..training import TrainConfig, train
+from . import _args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output-dir", default="demo_output", help="where the data, model and reports go")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--train-images", type=int, default=800)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    _args.add_output_dir(p, "where the data, model and reports go", default="demo_output")
+    p.add_argument("--image-size", type=_args.int_range(32, 256), default=64)
+    p.add_argument("--train-images", type=_args.int_range(40, 20000), default=800)
+    p.add_argument("--epochs", type=_args.POSITIVE, default=20)
+    _args.add_seed(p)
     p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
                    help="also compare Grad-CAM, Grad-CAM++, Score-CAM and LIME on two test images")
-    p.add_argument("--quiet", action="store_true")
+    _args.add_progress(p)
 
 
 def run(args) -> int:
-    from ..evaluate import evaluate, load_eval_images
-    from ..io import load_classifier
-    from ..predict import predict_files
-    from ..synthetic import write_synthetic_dataset
-
     t0 = time.perf_counter()
     out = os.path.abspath(args.output_dir)
+    OutputFolder(out, "demo").claim(["data", "model", "evaluation", "predictions", "explanations"])
     data_dir = os.path.join(out, "data")
     n_eval = max(40, args.train_images // 5)
     print(f"1/4 generating synthetic chest X-rays ({args.image_size} px) in {data_dir}")
@@ -37,7 +41,7 @@ def run(args) -> int:
     config = TrainConfig(data_dir=data_dir, model_type="custom_cnn", output_dir=os.path.join(out, "model"),
                          epochs=args.epochs, image_size=args.image_size, batch_size=32, seed=args.seed,
                          model_options={"width": 16, "depth": 3}, patience=6, overwrite=True,
-                         cache_dir=None, verbose=0 if args.quiet else None)
+                         cache_dir=None, verbose=None if args.progress else 0)
     result = train(config)
     print(format_metrics(result.val_metrics, prefix="   validation: "))
 
@@ -45,7 +49,7 @@ def run(args) -> int:
     clf = load_classifier(result.model_path)
     test = load_eval_images(clf, data_dir, "test", progress=False)
     report = evaluate(clf, test.images, test.labels, os.path.join(out, "evaluation"), test.paths,
-                      title="synthetic test split")
+                      EvalOptions(title="synthetic test split"))
     print(format_metrics(report["metrics"], prefix="   test: "))
 
     print("4/4 predicting with Grad-CAM overlays" + (" and comparing explanation methods" if args.explain else ""))
@@ -54,11 +58,9 @@ def run(args) -> int:
     for p in preds:
         print(f"   {os.path.basename(p.path)}: {p.label} ({p.confidence:.1%}) -> {p.overlay_path}")
     if args.explain:
-        from ..cli import main
-
-        main(["explain", "--checkpoint", result.model_path, "--image", sample[0],
-              "--output-dir", os.path.join(out, "explanations"), "--num-samples", "300",
-              "--seed", str(args.seed)])
+        settings = ExplainSettings(num_samples=300, seed=args.seed, progress=args.progress)
+        explain_images(result.model_path, collect_images(clf.class_names, image=sample[0]), settings,
+                       os.path.join(out, "explanations"), single=True)
     print(f"\ndone in {time.perf_counter() - t0:.0f} s. Everything is in {out}:")
     print(f"  model        {result.model_path} (+ run_config.json, training_curves.png, history.csv)")
     print(f"  evaluation   {out}/evaluation (metrics.json, roc_curve.png, confusion_matrix.png, reliability_diagram.png)")

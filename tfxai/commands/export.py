@@ -13,141 +13,163 @@ difference, LiteRT latency, size raw and gzipped).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
+from dataclasses import replace
 
+import numpy as np
+
+from ..classifier import LABELS_NAME, keras_classifier, load_classifier, model_facts
+from ..compress.measure import EvalSet, export_table, file_sizes
+from ..compress.qat import quantize_aware
+from ..compress.tflite import (Calibration, export_and_measure, export_measured, export_onnx, export_saved_model,
+                               export_tflite, parse_quantizations)
+from ..data import load_splits
 from ..errors import DataError, TfxaiError
+from ..files import OutputFolder, write_csv, write_json
+from ..training import fit_arrays
+from . import _args
 
 REPORT_COLUMNS = ("format", "quantization", "path", "size_bytes", "gzip_bytes", "accuracy", "agreement",
                   "max_prob_diff", "latency_ms", "input_dtype", "n")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="trained Keras model (.keras)")
+    _args.add_checkpoint(parser, help="trained Keras model (.keras)")
     parser.add_argument("--quantization", default="all",
                         help="comma list of float32, dynamic, float16, int8, or 'all' (default)")
     parser.add_argument("--data-dir", help="dataset the model was trained on: training images calibrate "
                         "int8, validation images measure every file (needed for int8)")
-    parser.add_argument("--output-dir", default=os.path.join("runs", "export"))
-    parser.add_argument("--name", default="model", help="file stem: <name>_<quantization>.tflite")
+    _args.add_output_dir(parser, "where the files go (default runs/export); files another command wrote "
+                                 "there are never replaced", default=os.path.join("runs", "export"))
+    parser.add_argument("--name", default="model", type=_args.file_stem, help="file stem: <name>_<quantization>.tflite")
     parser.add_argument("--saved-model", action=argparse.BooleanOptionalAction, default=True,
                         help="also write a TensorFlow SavedModel")
     parser.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True,
                         help="also write ONNX when tf2onnx is installed (skipped with a note otherwise)")
-    parser.add_argument("--calibration-images", type=int, default=200)
-    parser.add_argument("--pqat-epochs", type=int, default=0,
+    parser.add_argument("--calibration-images", type=_args.int_range(1, 100000), default=200,
+                        help="training images that calibrate int8 (plus an all-black and an all-white image)")
+    parser.add_argument("--pqat-epochs", type=_args.NON_NEGATIVE, default=0,
                         help="also fine-tune a copy with sparsity-preserving quantization-aware training "
                         "for this many epochs on the training images of --data-dir and export it as "
                         "<name>_int8_pqat.tflite (for pruned models; 0 = off)")
-    parser.add_argument("--pqat-learning-rate", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=32, help="quantization-aware training batch")
-    parser.add_argument("--eval-images", type=int, default=1000, help="validation images measured, 0 = all")
-    parser.add_argument("--latency-runs", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--pqat-learning-rate", type=_args.float_range(0.0, 1.0, low_open=True), default=1e-4)
+    parser.add_argument("--batch-size", type=_args.int_range(1, 4096), default=32,
+                        help="quantization-aware training batch")
+    parser.add_argument("--eval-images", type=_args.NON_NEGATIVE, default=1000,
+                        help="validation images measured, 0 = all")
+    parser.add_argument("--latency-runs", type=_args.POSITIVE, default=50)
+    _args.add_threshold(parser)
+    _args.add_seed(parser)
+    _args.add_progress(parser)
 
 
-def _pqat_row(model, data, val, config, args) -> dict:
+def _pqat_row(model, data, evalset: EvalSet, calibration: Calibration, facts: dict, args) -> dict:
     """Sparsity-preserving quantization-aware fine-tuning of a copy of ``model``, exported to int8
     and measured against the original Keras model (row "int8_pqat")."""
-    from .. import export
-    from ..qat import quantize_aware
-    from ..train import fit_arrays
-
-    if args.pqat_epochs < 0:
-        raise TfxaiError(f"--pqat-epochs must be >= 0, got {args.pqat_epochs}")
     qat_model = quantize_aware(model, preserve_sparsity=True, calibration_images=data.train.images, seed=args.seed)
     print(f"quantization-aware training (sparsity kept) for {args.pqat_epochs} epoch(s) on "
           f"{len(data.train)} training images")
     fit_arrays(qat_model, data.train.images, data.train.labels, len(data.class_names), epochs=args.pqat_epochs,
                learning_rate=args.pqat_learning_rate, batch_size=args.batch_size, seed=args.seed,
                verbose=2 if args.progress else 0)
-    reference = export.keras_classifier(model, config, args.checkpoint).predict_proba(val.images)
-    return export.export_measured(qat_model, os.path.join(args.output_dir, f"{args.name}_int8_pqat.tflite"), "int8",
-                                  representative_images=data.train.images, eval_images=val.images,
-                                  eval_labels=val.labels, reference_proba=reference, config=config,
-                                  latency_runs=args.latency_runs, seed=args.seed, label="int8_pqat")
+    reference = keras_classifier(model, facts, args.checkpoint).predict_proba(evalset.images)
+    return export_measured(qat_model, os.path.join(args.output_dir, f"{args.name}_int8_pqat.tflite"), "int8",
+                           calibration, replace(evalset, reference=reference), facts, label="int8_pqat")
 
 
-def run(args: argparse.Namespace) -> int:
-    import numpy as np
+EXPORT_REPORT = ("export_report.csv", "export_report.json", "export_config.json")
 
-    from .. import export
-    from ..io import load_model, read_run_config, write_atomic, write_json
 
-    try:
-        quantizations = export.parse_quantizations(args.quantization)
-    except ValueError as err:
-        raise TfxaiError(str(err)) from None
-    model = load_model(args.checkpoint)
-    cfg = read_run_config(args.checkpoint)
-    size, channels = int(model.input_shape[1]), int(model.input_shape[3])
-    units = int(model.output_shape[-1])
-    num_classes = 2 if units == 1 else units
-    names = cfg.get("class_names") or [f"class{i}" for i in range(num_classes)]
-    config = export.model_config(names, size, channels, cfg.get("resize_mode", "pad"),
-                                 float(cfg.get("threshold", 0.5)),
-                                 cfg.get("normalization") or "inside the model; feed raw pixels in [0, 255]",
-                                 source_model=os.path.abspath(args.checkpoint))
-    os.makedirs(args.output_dir, exist_ok=True)
+def _facts(clf, checkpoint: str) -> dict:
+    """The deployed model's facts: the checkpoint's own, plus where it came from."""
+    return model_facts(clf.class_names, clf.image_size, clf.channels, clf.resize_mode, clf.threshold,
+                       clf.config.get("preprocessing", ""), clf.temperature,
+                       source_model=os.path.abspath(checkpoint))
+
+
+def _planned(args, quantizations) -> list[str]:
+    names = [f"{args.name}_{q}{ext}" for q in quantizations for ext in (".tflite", ".json")] + [LABELS_NAME]
     if args.data_dir:
-        from ..data import load_splits
-
-        data = load_splits(args.data_dir, size, channels, config["resize_mode"], seed=args.seed,
-                           progress=args.progress)
-        if not cfg.get("class_names"):
-            config["class_names"] = list(data.class_names)  # no run_config.json: trust the folders
-        elif [c.lower() for c in data.class_names] != [c.lower() for c in names]:
-            raise DataError(f"{args.data_dir!r} has classes {data.class_names}, but the model was "
-                            f"trained on {names}")
-        val = data.val
-        if args.eval_images and len(val) > args.eval_images:
-            val = val.subset(np.sort(np.random.default_rng(args.seed).permutation(len(val))[:args.eval_images]))
-        rows = export.export_and_measure(
-            model, args.output_dir, quantizations, representative_images=data.train.images,
-            eval_images=val.images, eval_labels=val.labels, config=config, name=args.name,
-            latency_runs=args.latency_runs, seed=args.seed)
-        if args.pqat_epochs:
-            rows.append(_pqat_row(model, data, val, config, args))
-        print(f"measured on {len(val)} validation images of {args.data_dir}"
-              f"{' (carved from train)' if data.val_from_train else ''}")
-    else:
-        if "int8" in quantizations or args.pqat_epochs:
-            raise DataError("int8 quantization calibrates (and --pqat-epochs trains) on training images: "
-                            "pass --data-dir")
-        rows = []
-        for q in quantizations:
-            path = os.path.join(args.output_dir, f"{args.name}_{q}.tflite")
-            export.export_tflite(model, path, q, None, config, seed=args.seed)
-            raw, gz = export.file_sizes(path)
-            rows.append({"format": "tflite", "quantization": q, "path": path, "size_bytes": raw,
-                         "gzip_bytes": gz, "input_dtype": export.load_tflite_classifier(path).input_dtype.name})
-        print("no --data-dir: sizes only (no accuracy, agreement or latency)")
+        names.append(f"{args.name}.keras")
+    if args.pqat_epochs:
+        names += [f"{args.name}_int8_pqat.tflite", f"{args.name}_int8_pqat.json"]
     if args.saved_model:
-        folder = export.export_saved_model(model, os.path.join(args.output_dir, f"{args.name}_saved_model"))
-        raw, gz = export.file_sizes(folder)
+        names.append(f"{args.name}_saved_model")
+    if args.onnx:
+        names.append(f"{args.name}.onnx")
+    return names + list(EXPORT_REPORT)
+
+
+def _measured_rows(model, clf, facts, quantizations, args) -> list[dict]:
+    data = load_splits(args.data_dir, clf.image_size, clf.channels, clf.resize_mode, seed=args.seed,
+                       progress=args.progress)
+    if [c.lower() for c in data.class_names] != [c.lower() for c in clf.class_names]:
+        raise DataError(f"{args.data_dir!r} has classes {data.class_names}, but the model was trained on "
+                        f"{clf.class_names}")
+    val = data.val
+    if args.eval_images and len(val) > args.eval_images:
+        val = val.subset(np.sort(np.random.default_rng(args.seed).permutation(len(val))[:args.eval_images]))
+    calibration = Calibration(data.train.images, args.calibration_images, args.seed)
+    evalset = EvalSet(val.images, val.labels, latency_runs=args.latency_runs)
+    rows = export_and_measure(model, args.output_dir, quantizations, calibration, evalset, facts, args.name)
+    if args.pqat_epochs:
+        rows.append(_pqat_row(model, data, evalset, calibration, facts, args))
+    print(f"measured on {len(val)} validation images of {args.data_dir}"
+          f"{' (carved from train)' if data.val_from_train else ''}")
+    return rows
+
+
+def _size_rows(model, facts, quantizations, args) -> list[dict]:
+    rows = []
+    for q in quantizations:
+        path = export_tflite(model, os.path.join(args.output_dir, f"{args.name}_{q}.tflite"), q, None, facts)
+        raw, gz = file_sizes(path)
+        rows.append({"format": "tflite", "quantization": q, "path": path, "size_bytes": raw,
+                     "gzip_bytes": gz, "input_dtype": load_classifier(path).input_dtype.name})
+    print("no --data-dir: sizes only (no accuracy, agreement or latency)")
+    return rows
+
+
+def _other_formats(model, args) -> list[dict]:
+    rows = []
+    if args.saved_model:
+        folder = export_saved_model(model, os.path.join(args.output_dir, f"{args.name}_saved_model"))
+        raw, gz = file_sizes(folder)
         rows.append({"format": "saved", "quantization": "float32", "path": folder, "size_bytes": raw,
                      "gzip_bytes": gz, "input_dtype": "float32"})
     if args.onnx:
-        path = export.export_onnx(model, os.path.join(args.output_dir, f"{args.name}.onnx"))
+        path = export_onnx(model, os.path.join(args.output_dir, f"{args.name}.onnx"))
         if path is None:
             print("ONNX skipped: tf2onnx is not installed (pip install tf2onnx)")
         else:
-            raw, gz = export.file_sizes(path)
+            raw, gz = file_sizes(path)
             rows.append({"format": "onnx", "quantization": "float32", "path": path, "size_bytes": raw,
                          "gzip_bytes": gz, "input_dtype": "float32"})
-    table = export.format_table(rows)
-    print(table)
+    return rows
 
-    def write_csv(tmp):
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=REPORT_COLUMNS, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
 
-    write_atomic(os.path.join(args.output_dir, "export_report.csv"), write_csv)
+def run(args: argparse.Namespace) -> int:
+    try:
+        quantizations = parse_quantizations(args.quantization)
+    except ValueError as err:
+        raise TfxaiError(f"--quantization: {err}") from None
+    if not args.data_dir and ("int8" in quantizations or args.pqat_epochs):
+        raise DataError("int8 quantization calibrates (and --pqat-epochs trains) on training images: "
+                        "pass --data-dir")
+    if args.checkpoint.endswith(".tflite"):
+        raise TfxaiError(f"--checkpoint {args.checkpoint!r} is already a TFLite file; export takes the "
+                         f"trained .keras model")
+    clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
+    OutputFolder(args.output_dir, "export", [args.checkpoint, args.data_dir]).claim(_planned(args, quantizations))
+    config = _facts(clf, args.checkpoint)
+    model = clf.model
+    rows = (_measured_rows(model, clf, config, quantizations, args) if args.data_dir
+            else _size_rows(model, config, quantizations, args))
+    rows += _other_formats(model, args)
+    print(export_table(rows))
+    write_csv(os.path.join(args.output_dir, "export_report.csv"), rows, REPORT_COLUMNS)
     write_json(os.path.join(args.output_dir, "export_report.json"), {"rows": rows, "config": config})
-    write_json(os.path.join(args.output_dir, "run_config.json"),
+    write_json(os.path.join(args.output_dir, "export_config.json"),
                {**config, "command": "export", "arguments": vars(args)})
     print(f"wrote {len(rows)} file(s) and export_report.csv/.json to {args.output_dir}")
     return 0

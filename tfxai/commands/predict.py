@@ -4,47 +4,80 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..errors import TfxaiError
-from ..evaluate import write_predictions_csv
-from ..io import load_classifier
-from ..predict import list_images, predict_files
+import numpy as np
+
+from ..classifier import load_classifier
+from ..data.folders import list_images
+from ..errors import OutputError, TfxaiError
+from ..evaluation import write_predictions_csv
+from ..files import OutputFolder, check_output_file, display_path
+from ..ood import OODResult
+from ..predict import overlay_names, predict_files
+from . import _args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--image", required=True, help="an X-ray (JPEG/PNG/DICOM) or a folder of them")
-    p.add_argument("--checkpoint", required=True, help="best_model.keras or a .tflite file")
+    p.add_argument("--image", required=True, help="an X-ray (JPEG/PNG/BMP/TIFF/DICOM) or a folder of them "
+                                                  "(searched recursively; tfxai output folders are skipped)")
+    _args.add_checkpoint(p)
     p.add_argument("--output", help="single image: overlay PNG path (default <image>_gradcam.png in the "
                                     "current folder); folder: the CSV path (default predictions.csv)")
-    p.add_argument("--overlay-dir", help="folder input: where Grad-CAM overlays go (default beside the CSV)")
+    p.add_argument("--overlay-dir", help="folder input: where Grad-CAM overlays go (default 'overlays' beside "
+                                         "the CSV); it may sit inside the image folder: later scans skip it")
     p.add_argument("--gradcam", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--batch-size", type=_args.int_range(1, 1024), default=32, help="images per model call")
+    _args.add_threshold(p)
+    _args.add_progress(p)
+
+
+def _outputs(args, single: bool) -> tuple[str | None, str | None, str | None]:
+    """(single overlay path, CSV path, overlay folder), checked before any work."""
+    inputs = [args.image, args.checkpoint]
+    if single:
+        out = args.output or os.path.splitext(os.path.basename(args.image))[0] + "_gradcam.png"
+        return check_output_file(out, inputs), None, None
+    csv_path = check_output_file(args.output or "predictions.csv", inputs)
+    overlay_dir = args.overlay_dir or os.path.join(os.path.dirname(csv_path), "overlays")
+    real_overlay, real_image = os.path.realpath(overlay_dir), os.path.realpath(args.image)
+    if real_overlay == real_image or real_image.startswith(real_overlay.rstrip(os.sep) + os.sep):
+        raise OutputError(f"--overlay-dir {overlay_dir!r} is or contains the image folder {args.image!r}; "
+                          f"choose a folder for the overlays alone")
+    return None, csv_path, overlay_dir
 
 
 def run(args) -> int:
-    clf = load_classifier(args.checkpoint)
-    paths = list_images(args.image)
+    clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
     single = os.path.isfile(args.image)
-    if single:
-        out = args.output or os.path.splitext(os.path.basename(args.image))[0] + "_gradcam.png"
-        preds, skipped = predict_files(clf, paths, overlay_path=out, gradcam=args.gradcam)
-    else:
-        csv_path = args.output or "predictions.csv"
-        overlay_dir = args.overlay_dir or os.path.join(os.path.dirname(os.path.abspath(csv_path)), "overlays")
-        preds, skipped = predict_files(clf, paths, overlay_dir=overlay_dir, gradcam=args.gradcam)
+    paths = list_images(args.image)
+    overlay_path, csv_path, overlay_dir = _outputs(args, single)
+    if overlay_dir and args.gradcam and clf.model is not None:
+        tops = {name.split(os.sep)[0] for name in overlay_names(paths, args.image).values()}
+        OutputFolder(overlay_dir, "predict", [args.checkpoint]).claim(sorted(tops))
+    preds, skipped = predict_files(clf, paths, overlay_dir=overlay_dir if args.gradcam else None,
+                                   overlay_path=overlay_path, gradcam=args.gradcam, batch_size=args.batch_size,
+                                   root=None if single else args.image, progress=args.progress)
     if not preds:
         raise TfxaiError(f"no readable image in {args.image!r} ({len(skipped)} skipped)")
     for p in preds:
         probs = ", ".join(f"{c} {v:.3f}" for c, v in zip(clf.class_names, p.proba))
-        print(f"{p.path}: {p.label} (confidence {p.confidence:.1%}; {probs})"
-              + (f" -> {p.overlay_path}" if p.overlay_path else ""))
+        print(f"{display_path(p.path)}: {p.label} (confidence {p.confidence:.1%}; {probs})"
+              + (f" -> {display_path(p.overlay_path)}" if p.overlay_path else "")
+              + (f"  [out of distribution: {p.ood_reason}]" if p.ood_flag else ""))
+    flagged = sum(p.ood_flag for p in preds)
+    if flagged:
+        print(f"{flagged} image(s) flagged out of distribution: their predictions are shown but should not be "
+              f"trusted (not a chest X-ray like the training images?)")
+    if clf.ood is None and clf.kind == "keras":
+        print("(this model carries no out-of-distribution guard: it was trained before tfxai 0.2)")
     if not single:
-        import numpy as np
-
         proba = np.stack([p.proba for p in preds])
         decided = np.array([clf.class_names.index(p.label) for p in preds])
-        write_predictions_csv(csv_path, [p.path for p in preds], proba, decided, clf.class_names)
-        print(f"{len(preds)} predictions in {csv_path}" + (f"; overlays in {overlay_dir}" if args.gradcam and clf.model is not None else ""))
+        ood = [OODResult(p.ood_score, p.ood_flag, p.ood_reason) for p in preds]
+        write_predictions_csv(csv_path, [p.path for p in preds], proba, decided, clf.class_names, ood=ood)
+        print(f"{len(preds)} predictions in {csv_path}"
+              + (f"; overlays in {overlay_dir}" if args.gradcam and clf.model is not None else ""))
     if skipped:
-        print(f"skipped {len(skipped)} unreadable file(s): " + "; ".join(r for _, r in skipped[:5]))
+        print(f"skipped {len(skipped)} unreadable file(s): " + "; ".join(display_path(r) for _, r in skipped[:5]))
     if clf.model is None and args.gradcam:
         print("(no Grad-CAM for a .tflite model: it needs the Keras model's gradients)")
     print("Decision support only, not a diagnosis: a clinician must read the X-ray.")

@@ -18,8 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 
+from ..compress.experiment import ExperimentConfig, comparison_table, prepare_cifar10, run_comparison
+from ..data import load_splits
 from ..errors import DataError, TfxaiError
+from ..files import OutputFolder, library_versions, load_model, write_json
+from ..models import get_spec, list_models
+from . import _args
 
 # Presets: the small default and --full. Explicit flags win over both.
 SMALL = {"epochs": 6, "prune_epochs": 3, "alpha": 0.35, "max_train_images": 6000, "max_eval_images": 2000,
@@ -33,6 +39,8 @@ SMALL_CIFAR10 = {**SMALL, "epochs": 6, "prune_epochs": 1, "alpha": 0.5, "max_tra
 FULL = {"epochs": 10, "prune_epochs": 2, "alpha": 1.0, "max_train_images": 0, "max_eval_images": 0,
         "latency_runs": 100, "augment": True, "pqat_epochs": 1, "dense_fine_tune": True}
 IMAGE_SIZE = {"cifar10": (64, 64), "folder": (64, 96)}  # (small, full)
+PRUNE_ENTRIES = ("prune_config.json", "comparison.txt", "comparison.csv", "comparison.json", "pruning_comparison.png",
+                 "models", "tflite", "tensorboard")
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -57,44 +65,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="a named dataset: cifar10 (unpacked once from --cifar10-archive into the cache)")
     parser.add_argument("--cifar10-archive", help="CIFAR-10 train as train/<class>/*.jpg in a .tar.gz "
                         "(default: ../shared/data/cifar10/cifar10_train_jpg.tar.gz beside the repo)")
-    parser.add_argument("--model-type", default="mobilenet_v2", help="mobilenet_v2 | custom_cnn | resnet18")
-    parser.add_argument("--alpha", type=float, help="MobileNetV2 width multiplier (small 0.35, CIFAR-10 0.5, --full 1.0)")
-    parser.add_argument("--width", type=int, help="custom_cnn / resnet18 base width")
-    parser.add_argument("--depth", type=int, help="custom_cnn depth (blocks)")
-    parser.add_argument("--checkpoint", help="a trained .keras model to use as the dense baseline "
-                        "(no dense training; its input size must match --image-size/--channels)")
+    parser.add_argument("--model-type", default="mobilenet_v2", choices=list_models())
+    parser.add_argument("--alpha", type=_args.float_range(0.35, 1.4),
+                        help="MobileNetV2 width multiplier (small 0.35, CIFAR-10 0.5, --full 1.0)")
+    parser.add_argument("--width", type=_args.int_range(4, 512), help="custom_cnn / resnet18 base width")
+    parser.add_argument("--depth", type=_args.int_range(1, 6), help="custom_cnn depth (blocks)")
+    _args.add_checkpoint(parser, required=False, help="a trained .keras model to use as the dense baseline "
+                         "(no dense training; its input size must match --image-size/--channels)")
     parser.add_argument("--modes", type=_names, default=("one_shot", "iterative", "random"),
                         help="comma list of one_shot, iterative, random (default: all three)")
     parser.add_argument("--sparsities", type=_floats, default=(0.5, 0.7, 0.8, 0.9),
                         help="comma list of target sparsities in (0, 1) (default 0.5,0.7,0.8,0.9)")
-    parser.add_argument("--epochs", type=int, help="dense baseline epochs (small 6, --full 10)")
-    parser.add_argument("--prune-epochs", type=int,
+    parser.add_argument("--epochs", type=_args.POSITIVE, help="dense baseline epochs (small 6, --full 10)")
+    parser.add_argument("--prune-epochs", type=_args.POSITIVE,
                         help="epochs of every pruned run, the same budget for all modes (small 3, CIFAR-10 1, --full 2)")
-    parser.add_argument("--image-size", type=int, help="square input side (cifar10: 64, upsampled from "
+    parser.add_argument("--image-size", type=_args.IMAGE_SIZE, help="square input side (cifar10: 64, upsampled from "
                         "32; folders: 64, --full 96)")
     parser.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 RGB (default 3 for "
                         "cifar10, 1 for folders)")
-    parser.add_argument("--resize-mode", default="pad", choices=("pad", "squash", "crop"))
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=4e-3,
-                        help="dense training: the start of a cosine decay to 5%% of it")
-    parser.add_argument("--fine-tune-learning-rate", type=float, default=5e-4, help="pruned runs")
-    parser.add_argument("--ramp-fraction", type=float, default=0.5,
+    _args.add_resize_mode(parser)
+    parser.add_argument("--batch-size", type=_args.int_range(1, 4096), default=64)
+    _args.add_learning_rate(parser, 4e-3, help="dense training: the start of a cosine decay to 5%% of it")
+    parser.add_argument("--fine-tune-learning-rate", type=_args.float_range(0.0, 1.0, low_open=True), default=5e-4,
+                        help="pruned runs")
+    parser.add_argument("--ramp-fraction", type=_args.float_range(0.0, 1.0, low_open=True), default=0.5,
                         help="iterative: part of the pruned budget over which sparsity ramps up")
-    parser.add_argument("--frequency", type=int, default=10, help="iterative: steps between mask updates")
-    parser.add_argument("--min-params", type=int, default=1024,
+    parser.add_argument("--frequency", type=_args.POSITIVE, default=10, help="iterative: steps between mask updates")
+    parser.add_argument("--min-params", type=_args.NON_NEGATIVE, default=1024,
                         help="layers with fewer kernel weights are not pruned (the first conv never is)")
     parser.add_argument("--structured-2x4", action=argparse.BooleanOptionalAction, default=False,
                         help="also run one-shot 2:4 structured sparsity (tfmot sparsity_m_by_n)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="on-the-fly augmentation (small: off, --full: on)")
-    parser.add_argument("--max-train-images", type=int, help="stratified training subset, 0 = all "
+    parser.add_argument("--max-train-images", type=_args.NON_NEGATIVE, help="stratified training subset, 0 = all "
                         "(small 6000, CIFAR-10 10000, --full all)")
-    parser.add_argument("--max-eval-images", type=int, help="validation subset, 0 = all (small 2000)")
-    parser.add_argument("--latency-runs", type=int, help="timed runs per latency median")
-    parser.add_argument("--calibration-images", type=int, default=200,
+    parser.add_argument("--max-eval-images", type=_args.NON_NEGATIVE, help="validation subset, 0 = all (small 2000)")
+    parser.add_argument("--latency-runs", type=_args.POSITIVE, help="timed runs per latency median")
+    parser.add_argument("--calibration-images", type=_args.int_range(1, 100000), default=200,
                         help="training images that calibrate each int8 TFLite file")
-    parser.add_argument("--pqat-epochs", type=int,
+    parser.add_argument("--pqat-epochs", type=_args.NON_NEGATIVE,
                         help="epochs of sparsity-preserving quantization-aware training added to every "
                         "one-shot and iterative model (rows <mode>+pqat; small: 0 = off, --full: 1)")
     parser.add_argument("--dense-fine-tune", action=argparse.BooleanOptionalAction, default=None,
@@ -103,18 +112,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=False,
                         help="the full configuration documented in the README (about an hour on 2 CPU cores "
                         "for the chest X-rays)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", default=os.path.join("runs", "prune"),
-                        help="where tables, figure, models, TFLite files and TensorBoard logs go")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                        help="Keras per-epoch lines and progress bars")
+    _args.add_seed(parser)
+    _args.add_output_dir(parser, "where tables, figure, models, TFLite files and TensorBoard logs go",
+                         default=os.path.join("runs", "prune"))
+    _args.add_progress(parser)
 
 
 def build_config(args: argparse.Namespace, source: str):
     """ExperimentConfig from the flags: explicit flag > --full preset > small preset."""
-    from ..models import get_spec
-    from ..pruning_experiment import ExperimentConfig
-
     preset = FULL if args.full else SMALL_CIFAR10 if source == "cifar10" else SMALL
 
     def pick(name):
@@ -153,26 +158,19 @@ def build_config(args: argparse.Namespace, source: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import load_splits
-    from ..io import library_versions, write_json
-    from ..pruning_experiment import prepare_cifar10, run_comparison
-
     if args.checkpoint and not os.path.isfile(args.checkpoint):
         raise DataError(f"--checkpoint {args.checkpoint!r} does not exist")
     source = "cifar10" if args.dataset else "folder"
     cfg = build_config(args, source)
     if args.checkpoint and args.image_size is None:
-        from ..io import load_model
-
         shape = load_model(args.checkpoint).input_shape
-        from dataclasses import replace
-
         cfg = replace(cfg, image_size=int(shape[1]), channels=args.channels or int(shape[3]))
     data_dir = prepare_cifar10(args.cifar10_archive) if args.dataset == "cifar10" else args.data_dir
+    folder = OutputFolder(args.output_dir, "prune", [data_dir, args.checkpoint])
+    folder.claim(PRUNE_ENTRIES)
     data = load_splits(data_dir, cfg.image_size, cfg.channels, cfg.resize_mode, seed=cfg.seed,
                        progress=args.progress)
     print(data.summary())
-    os.makedirs(args.output_dir, exist_ok=True)
     run_config = {
         "command": "prune", "arguments": {k: v for k, v in vars(args).items() if k != "func"},
         "experiment": cfg.to_dict(), "class_names": list(data.class_names), "image_size": cfg.image_size,
@@ -180,14 +178,10 @@ def run(args: argparse.Namespace) -> int:
         "normalization": "inside the model; feed raw pixels in [0, 255]", "data_dir": data_dir,
         "versions": library_versions(),
     }
-    write_json(os.path.join(args.output_dir, "run_config.json"), run_config)
-    # Models land in <output>/models/: their run_config.json lets `tfxai predict/evaluate` read them.
-    write_json(os.path.join(args.output_dir, "models", "run_config.json"), run_config)
+    write_json(os.path.join(args.output_dir, "prune_config.json"), run_config)
     doc = run_comparison(data, args.output_dir, cfg, checkpoint=args.checkpoint,
                          verbose=2 if args.progress else 0)
-    from ..pruning_experiment import format_table
-
-    print(format_table(doc))
+    print(comparison_table(doc))
     print(f"wrote {os.path.join(args.output_dir, 'comparison.txt')}, comparison.csv, comparison.json, "
           f"pruning_comparison.png; TensorBoard: tensorboard --logdir {os.path.join(args.output_dir, 'tensorboard')}"
           f" ({doc['seconds'] / 60:.1f} min)")

@@ -21,12 +21,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import time
 
 import numpy as np
 
 from .._keras import keras, tf
-from . import Explanation, normalize_heatmap
+from .types import HeatmapExplainer, normalize_heatmap
 from .gradcam import build_cam_graph, check_images, check_targets
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ def _numpy_global_seed(seed: int):
         np.random.set_state(state)
 
 
-class CamVisExplainer:
+class CamVisExplainer(HeatmapExplainer):
     """tf-keras-vis methods behind tfxai's call shape.
 
     method: "gradcam++", "scorecam" (one forward pass per feature channel), "faster-scorecam"
@@ -135,10 +134,3 @@ class CamVisExplainer:
         maps = [np.asarray(self._run(x[i:i + step], t[i:i + step]), np.float32).reshape(
             -1, *x.shape[1:3]) for i in range(0, len(x), step)]
         return normalize_heatmap(np.concatenate(maps)), probs, t
-
-    def explain(self, images, targets=None) -> list[Explanation]:
-        start = time.perf_counter()
-        heat, probs, used = self.heatmaps(images, targets)
-        per_image = (time.perf_counter() - start) / len(heat)
-        return [Explanation(h, self.method, int(t), float(p[t]), self.params, per_image)
-                for h, p, t in zip(heat, probs, used)]

@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from ..plots import pyplot
-from . import METHOD_TITLES, Explanation
+from .types import METHOD_TITLES, Explanation
 
 MAX_SIDE = 768  # figures show large originals downscaled to this side
 

@@ -13,13 +13,12 @@ tf-keras-vis methods (``camvis.py``), which cannot reach such a layer on their o
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from .._keras import keras, tf
-from . import Explanation, normalize_heatmap
+from .types import HeatmapExplainer, normalize_heatmap
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +276,7 @@ def check_targets(targets, n: int, num_classes: int) -> np.ndarray | None:
     return t
 
 
-class GradCAM:
+class GradCAM(HeatmapExplainer):
     """Grad-CAM for a tf_keras model taking raw pixels (N, H, W, C).
 
     ``GradCAM(model, layer=None)`` finds the last conv layer (also inside a nested backbone) or
@@ -323,6 +322,10 @@ class GradCAM:
     def layer_name(self) -> str:
         return "/".join(self.layer_path)
 
+    @property
+    def params(self) -> dict:
+        return {"layer": self.layer_name}
+
     def heatmaps(self, images, targets=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """images (N, H, W, C) raw pixels -> (heatmaps float32 (N, H, W) in [0, 1],
         probabilities float32 (N, K), explained targets int64 (N,))."""
@@ -339,12 +342,3 @@ class GradCAM:
             used.append(tt.numpy())
         return (normalize_heatmap(np.concatenate(cams)), np.concatenate(probs).astype(np.float32),
                 np.concatenate(used).astype(np.int64))
-
-    def explain(self, images, targets=None) -> list[Explanation]:
-        """One :class:`Explanation` per image (seconds = batch time / N)."""
-        start = time.perf_counter()
-        heat, probs, used = self.heatmaps(images, targets)
-        per_image = (time.perf_counter() - start) / len(heat)
-        params = {"layer": self.layer_name}
-        return [Explanation(h, self.method, int(t), float(p[t]), dict(params), per_image)
-                for h, p, t in zip(heat, probs, used)]

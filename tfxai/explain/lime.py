@@ -20,7 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from . import Explanation
+from .._keras import tf
+from ..classifier import probabilities
+from .types import Explanation
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,6 @@ PredictFn = Callable[[np.ndarray], np.ndarray]
 def keras_predict_fn(model, batch_size: int = 64) -> PredictFn:
     """A compiled forward pass: images float32 (N, H, W, C) in [0, 255] -> probabilities (N, K),
     run in batches of ``batch_size`` (one trace for every batch size)."""
-    from .._keras import tf
-    from ..io import probabilities
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")

@@ -22,6 +22,10 @@ from typing import Callable
 
 import numpy as np
 
+from .._keras import keras
+from ..classifier import probabilities
+from .types import normalize_heatmap
+
 log = logging.getLogger(__name__)
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
@@ -124,7 +128,6 @@ def random_heatmap(shape: tuple[int, int], seed: int = 0, smoothness: float = 1 
     with sigma = ``smoothness`` x the shorter side (0: independent pixels). The reference an
     explanation must beat; pixel-wise noise is not a fair one, because deleting scattered pixels
     (salt-and-pepper) throws a CNN off far faster than deleting any contiguous region."""
-    from . import normalize_heatmap
 
     noise = np.random.default_rng(seed).random(tuple(shape)).astype(np.float32)
     if smoothness > 0:
@@ -223,7 +226,6 @@ def _area(faith: dict, kind: str) -> float:
 def randomizable_layers(model) -> list[tuple[str, object]]:
     """(path, layer) of every layer with trainable weights, from the output down, nested models
     expanded in place."""
-    from .._keras import keras
 
     out = []
     for layer in reversed(model.layers):
@@ -289,7 +291,6 @@ def sanity_check(model, images: np.ndarray,
     targets: classes to explain (default: the trained model's predictions, kept fixed).
     max_steps: group the layers into at most this many cumulative steps (None: one per layer).
     """
-    from ..io import probabilities
 
     x = np.asarray(images, np.float32)
     if targets is None:

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import METHOD_TITLES
-from ..io import write_atomic
+from ..files import write_atomic
+from .figures import overlay
+from .types import METHOD_TITLES
 
 
 @dataclass
@@ -72,7 +73,6 @@ def write_report(path: str, entries: list[ReportEntry], summary: dict[str, dict]
                  title: str = "tfxai explanations", notes: list[str] | tuple[str, ...] = ()) -> str:
     """Write the report: a summary table (``summary``: {method: {measure: mean}}), then one row
     per image with its thumbnail, prediction and one overlay per method with its measures."""
-    from .figures import overlay
 
     methods = list(dict.fromkeys(m for e in entries for m in e.heatmaps))
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",

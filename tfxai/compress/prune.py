@@ -1,7 +1,7 @@
 """Magnitude pruning with tensorflow-model-optimization: schedules, one-shot vs iterative, measured.
 
 Functions do the transforms (``prune_model``, ``random_prune``, ``strip``, ``measure_sparsity``);
-the only class, :class:`LayerPolicy`, holds the rule that decides which layers are pruned.
+:class:`LayerPolicy`, a tfmot ``PruningPolicy``, holds the rule that decides which layers are pruned.
 
 Which layers are pruned (the policy, also printed with every result):
 
@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
-from ._keras import keras, tf
+from .._keras import keras, tf
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,6 @@ KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
 
 
 def _tfmot_sparsity():
-    import tensorflow_model_optimization as tfmot
-
     return tfmot.sparsity.keras
 
 
@@ -95,9 +95,10 @@ def schedule_sparsity(schedule, step: int) -> tuple[bool, float]:
 
 
 # ----------------------------------------------------------------------------- policy
-@dataclass(frozen=True)
-class LayerPolicy:
-    """Which layers get pruned (see the module docstring); usable as a tfmot ``PruningPolicy``.
+@dataclass
+class LayerPolicy(tfmot.sparsity.keras.PruningPolicy):
+    """Which layers get pruned (see the module docstring): a tfmot ``PruningPolicy`` passed to
+    ``prune_low_magnitude(model, pruning_policy=...)``.
 
     min_params: layers with fewer kernel weights stay dense. skip_first_conv: the first Conv2D
     stays dense. exclude: layer names that stay dense. m_by_n: (2, 4) for structured sparsity.
@@ -107,6 +108,7 @@ class LayerPolicy:
     skip_first_conv: bool = True
     exclude: tuple[str, ...] = ()
     m_by_n: tuple[int, int] | None = None
+    _first_conv: str | None = field(default=None, repr=False, compare=False)
 
     def reason_not_pruned(self, layer, first_conv: str | None) -> str | None:
         """None when ``layer`` is pruned, else a short reason (goes into the per-layer report)."""
@@ -124,6 +126,15 @@ class LayerPolicy:
         if self.m_by_n and (size // int(layer.kernel.shape[-1])) % self.m_by_n[1]:
             return f"kernel does not group into runs of {self.m_by_n[1]}"
         return None
+
+    # tfmot's PruningPolicy interface: the model is seen first, then each layer.
+    def ensure_model_supports_pruning(self, model) -> None:
+        self._first_conv = first_conv_name(model)
+        if not any(self.reason_not_pruned(layer, self._first_conv) is None for layer in model.layers):
+            raise ValueError(f"no layer of {model.name!r} qualifies for pruning under {self}")
+
+    def allow_pruning(self, layer) -> bool:
+        return self.reason_not_pruned(layer, self._first_conv) is None
 
     def to_dict(self) -> dict:
         return {"min_params": self.min_params, "skip_first_conv": self.skip_first_conv,
@@ -157,26 +168,16 @@ def copy_model(model: keras.Model) -> keras.Model:
 
 
 def prune_model(model: keras.Model, schedule, policy: LayerPolicy | None = None) -> keras.Model:
-    """Wrap the layers chosen by ``policy`` with tfmot's ``prune_low_magnitude(schedule)``.
+    """tfmot's ``prune_low_magnitude(schedule, pruning_policy=policy)`` on a copy of ``model``:
+    the layers ``policy`` allows get wrapped; the input model is not modified.
 
-    The input model is not modified. Train the result with :func:`pruning_callbacks` (which
-    includes ``UpdatePruningStep``), then :func:`strip` it. Raises ValueError when the policy
-    leaves nothing to prune.
+    Train the result with :func:`pruning_callbacks` (which includes ``UpdatePruningStep``), then
+    :func:`strip` it. Raises ValueError when the policy leaves nothing to prune.
     """
     policy = policy or LayerPolicy()
-    sp = _tfmot_sparsity()
-    names = set(prunable_layer_names(model, policy))
-    if not names:
-        raise ValueError(f"no layer of {model.name!r} qualifies for pruning under {policy}")
-
-    def wrap(layer):
-        if layer.name in names:
-            return sp.prune_low_magnitude(layer, pruning_schedule=schedule,
-                                          sparsity_m_by_n=policy.m_by_n)
-        return layer
-
-    pruned = keras.models.clone_model(copy_model(model), clone_function=wrap)
-    log.info("pruning %d of %d layers of %s", len(names), len(model.layers), model.name)
+    pruned = _tfmot_sparsity().prune_low_magnitude(copy_model(model), pruning_schedule=schedule,
+                                                    pruning_policy=policy, sparsity_m_by_n=policy.m_by_n)
+    log.info("pruning %d of %d layers of %s", len(_wrappers(pruned)), len(model.layers), model.name)
     return pruned
 
 
@@ -203,8 +204,6 @@ def random_prune(model: keras.Model, target_sparsity: float, seed: int,
 
 
 def _wrappers(model: keras.Model) -> list:
-    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
-
     return [layer for layer in model.layers if isinstance(layer, pruning_wrapper.PruneLowMagnitude)]
 
 

@@ -1,12 +1,13 @@
 """Quantization-aware training with tensorflow-model-optimization, optionally sparsity-preserving
 (PQAT: ``Default8BitPrunePreserveQuantizeScheme``), so that a pruned model keeps its zeros while it
 learns int8 weights and activation ranges; convert the result with
-``tfxai.export.convert_tflite(model, "int8", ...)``.
+``tfxai.compress.tflite.convert_tflite(model, "int8", ...)``.
 
 Which layers are quantized: every layer tfmot's default 8-bit registry supports (Conv2D,
 DepthwiseConv2D, Dense, ReLU, Add, pooling, ...) and BatchNormalization, which tfmot folds into the
 conv before it. The in-model preprocessing
-(``Rescaling``, the grey-to-RGB ``Concatenate``) gets a config that only quantizes its output:
+(``Rescaling``, the grey-to-RGB ``Concatenate``) gets tfmot's output-only config
+(``Default8BitOutputQuantizeConfig``):
 tfmot has no config for these layers and refuses the whole model otherwise, and without an output
 quantizer the converter mis-scales that tensor (measured: the int8 file then predicts one class).
 """
@@ -16,44 +17,15 @@ import logging
 
 import numpy as np
 
-from ._keras import keras
+import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    default_8bit_quantize_configs, default_8bit_quantize_registry, default_8bit_quantize_scheme)
+
+from .._keras import keras
+from .prune import copy_model, is_pruning_wrapped
+from .tflite import representative_sample
 
 log = logging.getLogger(__name__)
-
-
-def _tfmot_quantization():
-    import tensorflow_model_optimization as tfmot
-
-    return tfmot, tfmot.quantization.keras
-
-
-def _output_only_config_class():
-    _, q = _tfmot_quantization()
-
-    class OutputOnlyQuantizeConfig(q.QuantizeConfig):
-        """No fake-quant on this layer's weights or activations; its output gets one, so that the
-        converter sees a quantized tensor there (without it the int8 file predicts one class)."""
-
-        def get_weights_and_quantizers(self, layer):
-            return []
-
-        def get_activations_and_quantizers(self, layer):
-            return []
-
-        def set_quantize_weights(self, layer, quantize_weights):
-            pass
-
-        def set_quantize_activations(self, layer, quantize_activations):
-            pass
-
-        def get_output_quantizers(self, layer):
-            return [q.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
-                                                        narrow_range=False)]
-
-        def get_config(self):
-            return {}
-
-    return OutputOnlyQuantizeConfig
 
 
 def quantize_aware(model: keras.Model, preserve_sparsity: bool = True,
@@ -62,23 +34,17 @@ def quantize_aware(model: keras.Model, preserve_sparsity: bool = True,
     """A quantization-aware copy of a plain (stripped) Keras model; the input model is untouched.
 
     preserve_sparsity: use tfmot's prune-preserving scheme, which keeps every zero weight at zero
-    during training (for a model pruned with :mod:`tfxai.prune`). calibration_images: uint8
+    during training (for a model pruned with :mod:`tfxai.compress.prune`). calibration_images: uint8
     (N, S, S, C) training images; ``calibration_count`` of them, drawn with ``seed``, set the
     starting activation ranges (:func:`calibrate_ranges`; pass them unless the fine-tuning runs for
     thousands of steps). Compile and fit the result like any model, then convert it with
     ``convert_tflite(..., "int8", ...)``.
     """
-    from .export import representative_sample
-    from .prune import copy_model, is_pruning_wrapped
-
     if is_pruning_wrapped(model):
-        raise ValueError("strip the pruning wrappers first (tfxai.prune.strip)")
-    tfmot, q = _tfmot_quantization()
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry, default_8bit_quantize_scheme)
-
+        raise ValueError("strip the pruning wrappers first (tfxai.compress.prune.strip)")
+    q = tfmot.quantization.keras
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
-    output_only = _output_only_config_class()
+    output_only = default_8bit_quantize_configs.Default8BitOutputQuantizeConfig
 
     def annotate(layer):
         # BatchNormalization is not in the registry: tfmot's layout transforms fold it into the
@@ -93,7 +59,7 @@ def quantize_aware(model: keras.Model, preserve_sparsity: bool = True,
     annotated.set_weights(source.get_weights())
     scheme = (tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme() if preserve_sparsity
               else default_8bit_quantize_scheme.Default8BitQuantizeScheme())
-    with q.quantize_scope({"OutputOnlyQuantizeConfig": output_only}):
+    with q.quantize_scope({"Default8BitOutputQuantizeConfig": output_only}):
         qat_model = q.quantize_apply(annotated, scheme)
     if calibration_images is not None:
         calibrate_ranges(qat_model, source, representative_sample(calibration_images, calibration_count, seed))
@@ -141,8 +107,6 @@ def calibrate_ranges(qat_model: keras.Model, template: keras.Model, images: np.n
 def plain_weights(qat_model: keras.Model, template: keras.Model) -> keras.Model:
     """A plain copy of ``template`` (the model ``qat_model`` was made from) carrying the QAT
     model's float weights: for saving, measuring sparsity and float conversion."""
-    from .prune import copy_model
-
     plain = copy_model(template)
     # The wrappers keep the wrapped layers' variable names (``conv/kernel:0``), so names match.
     trained = {w.name: w for w in qat_model.weights}

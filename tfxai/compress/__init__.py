@@ -1,0 +1,33 @@
+"""Making a model small for a phone, measured at every step.
+
+- :mod:`.prune`: magnitude pruning with tfmot (one-shot, iterative, random baseline), the layer
+  policy, stripping, measured sparsity.
+- :mod:`.qat`: (sparsity-preserving) quantization-aware training.
+- :mod:`.tflite`: TFLite conversion (float32 / dynamic / float16 / int8), sidecars, SavedModel, ONNX.
+- :mod:`.measure`: sizes, accuracy and agreement with Keras, latency under LiteRT.
+- :mod:`.experiment`: the one-shot vs iterative vs random comparison (``tfxai prune``).
+
+The names below are re-exported lazily (importing this package loads no TensorFlow).
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "prune": ("LayerPolicy", "MODES", "copy_model", "iterative_schedule", "measure_sparsity", "one_shot_schedule",
+              "prune_model", "pruning_callbacks", "random_prune", "strip"),
+    "qat": ("quantize_aware", "plain_weights"),
+    "tflite": ("QUANTIZATIONS", "Calibration", "convert_tflite", "export_and_measure", "export_measured",
+               "export_onnx", "export_saved_model", "export_tflite", "parse_quantizations"),
+    "measure": ("EvalSet", "evaluate_classifier", "export_table", "file_sizes", "gzip_size", "keras_latency_ms",
+                "median_latency_ms"),
+    "experiment": ("ExperimentConfig", "prepare_cifar10", "run_comparison"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

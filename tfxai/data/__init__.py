@@ -1,0 +1,35 @@
+"""Datasets: image files, class folders and MedMNIST ``.npz`` files -> decoded arrays -> ``tf.data``.
+
+- :mod:`.decode`: one file (or upload) -> uint8 array, with size and pixel limits; resizing.
+- :mod:`.folders`: class-folder layouts, image folders, patient ids, the patient-grouped split.
+- :mod:`.decoded`: :class:`ImageSet`, parallel decoding with a disk cache, bad files skipped.
+- :mod:`.medmnist`: PneumoniaMNIST ``.npz`` files and the opt-in download.
+- :mod:`.splits`: train/val/test splits (:func:`load_splits`), class weights.
+- :mod:`.pipeline`: ``tf.data`` datasets and seeded augmentation (imports TensorFlow).
+
+The names below are re-exported lazily, so ``from tfxai.data import decode_image`` does not import
+TensorFlow.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "decode": ("IMAGE_EXTENSIONS", "RESIZE_MODES", "ResizeInfo", "decode_bytes", "decode_image", "display_size", "heatmap_to_original",
+               "load_image", "max_file_bytes", "max_pixels", "read_file", "resize_image", "to_uint8"),
+    "folders": ("LAYOUT_HELP", "find_split_dir", "grouped_split", "list_images", "order_class_names", "patient_id",
+                "scan_class_folders", "walk_files"),
+    "decoded": ("ImageSet", "decode_files", "default_cache_dir"),
+    "medmnist": ("PNEUMONIAMNIST_URL", "load_npz_split", "pneumoniamnist_path"),
+    "splits": ("DataSplits", "MIN_VAL_IMAGES", "class_weights", "load_folder_split", "load_image_folder",
+               "load_splits"),
+    "pipeline": ("AugmentConfig", "NO_AUGMENT", "augment_batch", "encode_labels", "make_dataset"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,188 @@
+"""Evaluation of a trained classifier (Keras or TFLite) on a split or a folder.
+
+``evaluate(classifier, images, labels, output_dir, ...)`` writes ``metrics.json``,
+``predictions.csv``, ``roc_curve.png``, ``confusion_matrix.png`` and ``reliability_diagram.png``.
+The decision threshold can be re-chosen on the validation split (for a target sensitivity),
+and temperature scaling fitted there, never on the images being scored.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import data as data_lib, metrics as metrics_lib, plots
+from .data.folders import patient_id
+from .errors import DataError
+from .files import write_csv, write_json
+from .classifier import Classifier
+
+log = logging.getLogger(__name__)
+
+REPORT_FILES = ("metrics.json", "predictions.csv", "roc_curve.png", "confusion_matrix.png", "reliability_diagram.png")
+
+
+def load_eval_images(classifier: Classifier, data_dir: str | None = None, split: str = "test",
+                     folder: str | None = None, progress: bool = True) -> data_lib.ImageSet:
+    """Images to score, prepared the way the model was trained (size, channels, resize mode).
+
+    ``folder``: a folder of class folders. ``data_dir`` + ``split``: the run's own splits; "val"
+    reproduces the validation split used in training (same seed and fraction when it was carved).
+    """
+    size, ch, mode = classifier.image_size, classifier.channels, classifier.resize_mode
+    if folder:
+        return data_lib.load_image_folder(folder, size, ch, mode, classifier.class_names, progress)
+    if not data_dir:
+        raise DataError("give --data-dir (with --split) or --folder with the images to evaluate")
+    if data_dir.lower().endswith(".npz"):
+        if split == "val":
+            return _run_splits(classifier, data_dir, progress).val
+        return data_lib.load_npz_split(data_dir, split, size, ch, classifier.class_names)
+    if split in ("val", "train"):
+        return getattr(_run_splits(classifier, data_dir, progress), split)
+    return data_lib.load_folder_split(data_dir, split, size, ch, mode, classifier.class_names,
+                                      progress=progress)
+
+
+def _run_splits(classifier: Classifier, data_dir: str, progress: bool) -> data_lib.DataSplits:
+    args = classifier.config.get("arguments", {})
+    splits = data_lib.load_splits(data_dir, classifier.image_size, classifier.channels,
+                                  classifier.resize_mode, float(args.get("val_fraction", 0.15)),
+                                  int(args.get("seed", 0)), progress=progress)
+    if [c.lower() for c in splits.class_names] != [c.lower() for c in classifier.class_names]:
+        raise DataError(f"{data_dir!r} has classes {splits.class_names}, the model was trained on "
+                        f"{classifier.class_names}")
+    return splits
+
+
+TTA_AUGMENT = data_lib.AugmentConfig(rotation=4.0, zoom=0.05, shift=0.03, contrast=0.15, brightness=0.05,
+                                     gamma=0.15)
+
+
+def tta_proba(classifier: Classifier, images: np.ndarray, n: int = 8, seed: int = 0) -> np.ndarray:
+    """Test-time augmentation: mean probabilities over the image and ``n - 1`` mild random
+    variants (small shifts, zoom, contrast; seeded). (N, K) float32."""
+    from ._keras import tf
+
+    if n < 1:
+        raise ValueError(f"tta must be >= 1, got {n!r}")
+    total = classifier.predict_proba(images).astype(np.float64)
+    x = tf.constant(np.asarray(images, np.float32))
+    for i in range(1, n):
+        variant = data_lib.augment_batch(x, tf.constant([seed, i], tf.int64), TTA_AUGMENT).numpy()
+        total += classifier.predict_proba(variant)
+    return (total / n).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How to score. threshold: None uses the classifier's (chosen on validation at training
+    time). val: (images, labels) of the validation split, used to pick a threshold for
+    ``target_sensitivity`` and to fit the temperature when ``calibrate``. tta: test-time augmented
+    views averaged per image (1 = off). title: shown on the figures. n_boot: bootstrap resamples
+    of the confidence intervals."""
+
+    threshold: float | None = None
+    val: tuple[np.ndarray, np.ndarray] | None = None
+    target_sensitivity: float | None = None
+    calibrate: bool = False
+    title: str = ""
+    tta: int = 1
+    n_boot: int = 1000
+
+
+def _decision(classifier: Classifier, proba, labels, val_proba, opts: EvalOptions, out: dict):
+    """(probabilities, threshold, validation probabilities, ECE table before calibration), after
+    temperature scaling and the threshold choice asked for; notes go into ``out``."""
+    thr = classifier.threshold if opts.threshold is None else float(opts.threshold)
+    before = None
+    if opts.calibrate:
+        if opts.val is None:
+            raise DataError("calibration needs the validation split (--data-dir with the run's data)")
+        out["temperature"] = metrics_lib.fit_temperature(opts.val[1], val_proba)
+        out["uncalibrated_ece"], before = metrics_lib.expected_calibration_error(labels, proba)
+        proba = metrics_lib.apply_temperature(proba, out["temperature"])
+        val_proba = metrics_lib.apply_temperature(val_proba, out["temperature"])
+    if opts.target_sensitivity is not None and proba.shape[1] == 2:
+        if opts.val is None:
+            raise DataError("--target-sensitivity picks the threshold on the validation split: give --data-dir")
+        thr = metrics_lib.threshold_for_sensitivity(opts.val[1], val_proba[:, 1], opts.target_sensitivity)
+        out["threshold_source"] = f"validation split, target sensitivity {opts.target_sensitivity}"
+    else:
+        out["threshold_source"] = "given" if opts.threshold is not None else f"stored with the model ({classifier.facts_source})"
+    return proba, thr, val_proba, before
+
+
+def _figures(out_dir: str, m: dict, names, labels, proba, thr, tables: dict, ece: float, title: str) -> dict:
+    files = {
+        "confusion_matrix": plots.confusion_matrix_plot(m["confusion_matrix"], names,
+                                                         os.path.join(out_dir, "confusion_matrix.png"), title),
+        "reliability_diagram": plots.reliability_diagram(tables, os.path.join(out_dir, "reliability_diagram.png"),
+                                                         f"ECE {ece:.3f}"),
+    }
+    if proba.shape[1] == 2 and len(np.unique(labels)) == 2:
+        files["roc_curve"] = plots.roc_pr_curves(labels, proba[:, 1], os.path.join(out_dir, "roc_curve.png"),
+                                                 thr, title)
+    return files
+
+
+def evaluate(classifier: Classifier, images: np.ndarray, labels: np.ndarray, output_dir: str,
+             paths: list[str] | None = None, options: EvalOptions | None = None) -> dict:
+    """Score ``images`` (uint8 (N, S, S, C)) against ``labels`` and write the report files.
+
+    Every metric gets a 95 % confidence interval (``ci95``: Wilson for proportions, a bootstrap
+    over patients, taken from ``paths``, for ROC-AUC, PR-AUC and F1); images the
+    out-of-distribution guard flags are counted (``ood_flagged``) and marked in predictions.csv.
+    Returns the report dict (also in ``output_dir/metrics.json``).
+    """
+    opts = options or EvalOptions()
+    os.makedirs(output_dir, exist_ok=True)
+    names = classifier.class_names
+    paths = list(paths) if paths is not None else [str(i) for i in range(len(labels))]
+
+    def predict(x):
+        return tta_proba(classifier, x, opts.tta) if opts.tta > 1 else classifier.predict_proba(x)
+
+    out: dict = {"model": classifier.path, "kind": classifier.kind, "class_names": names, "tta": opts.tta,
+                 "temperature": None}
+    proba, thr, val_proba, before = _decision(classifier, predict(images), labels,
+                                              predict(opts.val[0]) if opts.val is not None else None, opts, out)
+    m = metrics_lib.classification_metrics(labels, proba, thr)
+    m["ece"], table = metrics_lib.expected_calibration_error(labels, proba)
+    ood = classifier.check_ood(images)
+    out.update(metrics=m, ci95=metrics_lib.confidence_intervals(labels, proba, thr, [patient_id(p) for p in paths],
+                                                                opts.n_boot),
+               class_counts={c: int((labels == i).sum()) for i, c in enumerate(names)},
+               ood_flagged=int(sum(r.flag for r in ood)), ood_guard=classifier.ood is not None)
+    if val_proba is not None:
+        out["val_metrics"] = metrics_lib.classification_metrics(opts.val[1], val_proba, thr)
+    tables = {"after temperature scaling" if opts.calibrate else "model": table}
+    if before is not None:
+        tables["before"] = before
+    out["files"] = _figures(output_dir, m, names, labels, proba, thr, tables, m["ece"], opts.title)
+    out["files"]["predictions"] = write_predictions_csv(os.path.join(output_dir, "predictions.csv"), paths, proba,
+                                                        classifier.decide(proba, thr), names, labels, ood)
+    write_json(os.path.join(output_dir, "metrics.json"), out)
+    out["files"]["metrics"] = os.path.join(output_dir, "metrics.json")
+    return out
+
+
+def write_predictions_csv(path: str, paths, proba, decided, class_names, labels=None, ood=None) -> str:
+    """``predictions.csv``: file, predicted, confidence, p_<class> ... (and true, correct), and with
+    ``ood`` (one :class:`tfxai.ood.OODResult` per row) ood_score, ood_flag, ood_reason."""
+    rows = []
+    for i, p in enumerate(paths):
+        row = {"file": p, "predicted": class_names[decided[i]], "confidence": f"{proba[i, decided[i]]:.4f}",
+               **{f"p_{c}": f"{v:.4f}" for c, v in zip(class_names, proba[i])}}
+        if labels is not None:
+            row.update(true=class_names[labels[i]], correct=int(decided[i] == labels[i]))
+        if ood is not None:
+            row.update(ood_score="" if ood[i].score != ood[i].score else f"{ood[i].score:.3f}",
+                       ood_flag=str(ood[i].flag).lower(), ood_reason=ood[i].reason)
+        rows.append(row)
+    columns = ["file", "predicted", "confidence", *[f"p_{c}" for c in class_names]]
+    columns += ["true", "correct"] if labels is not None else []
+    columns += ["ood_score", "ood_flag", "ood_reason"] if ood is not None else []
+    return write_csv(path, rows, columns)

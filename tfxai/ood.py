@@ -1,0 +1,135 @@
+"""Out-of-distribution guard: is this image unlike the X-rays the model was trained on?
+
+A classifier answers confidently on anything, a holiday photo included. The guard measures how
+far an image's penultimate features (the input of the model's last Dense layer) lie from the
+training images' features: a Mahalanobis distance in the space of their first principal
+components (Lee et al. 2018 use class-conditional Gaussians on the same features; one Gaussian is
+enough to flag non-X-rays and keeps the stored guard small). The threshold is the 99th
+percentile of the distance on held-out validation images, so about 1 % of in-distribution images
+are flagged. Blank (constant) images are flagged without the model.
+
+The guard is fitted at the end of ``tfxai train`` and stored inside the ``.keras`` file
+(``tfxai_ood.npz`` in the zip); models trained before it existed load without it.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._keras import keras
+from .files import read_model_entry, set_model_entry
+
+log = logging.getLogger(__name__)
+
+OOD_ENTRY = "tfxai_ood.npz"
+FLAT_STD = 2.0  # grey levels: below this the image is blank (one colour), not an X-ray
+
+
+def feature_model(model: keras.Model) -> keras.Model:
+    """A model from the input to the input of the last layer (the penultimate features, (N, D))."""
+    head = model.layers[-1]
+    if not isinstance(head, keras.layers.Dense):
+        raise ValueError(f"{model.name!r} does not end in a Dense layer (got {type(head).__name__}); the OOD "
+                         f"guard reads the features that enter the classifier's last Dense layer")
+    return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
+
+
+def features(model_or_features: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Penultimate features float32 (N, D) of raw-pixel images (N, S, S, C)."""
+    x = np.asarray(images, np.float32)
+    out = [model_or_features(x[i:i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+
+@dataclass
+class OODGuard:
+    """Mahalanobis distance in a PCA space of training features.
+
+    mean: (D,), components: (k, D) orthonormal rows, variances: (k,), threshold: distance above
+    which an image is flagged. ``score(feats)`` -> float32 (N,).
+    """
+
+    mean: np.ndarray
+    components: np.ndarray
+    variances: np.ndarray
+    threshold: float
+    n_train: int = 0
+
+    @classmethod
+    def fit(cls, train_features: np.ndarray, val_features: np.ndarray, components: int = 32,
+            quantile: float = 0.99) -> "OODGuard":
+        """Fit on training features (N, D); the threshold is ``quantile`` of the validation scores."""
+        from sklearn.decomposition import PCA
+
+        train_features = np.asarray(train_features, np.float64)
+        if train_features.ndim != 2 or len(train_features) < 4:
+            raise ValueError(f"need at least 4 training feature vectors (N, D), got shape {train_features.shape}")
+        k = int(max(1, min(components, train_features.shape[1], len(train_features) - 1)))
+        pca = PCA(n_components=k, random_state=0).fit(train_features)
+        guard = cls(pca.mean_.astype(np.float32), pca.components_.astype(np.float32),
+                    np.maximum(pca.explained_variance_, 1e-8).astype(np.float32), 0.0, len(train_features))
+        scores = guard.score(val_features if len(val_features) else train_features)
+        guard.threshold = float(np.quantile(scores, quantile))
+        return guard
+
+    def score(self, feats: np.ndarray) -> np.ndarray:
+        z = (np.asarray(feats, np.float32) - self.mean) @ self.components.T
+        return np.sqrt(np.sum(z * z / self.variances, axis=1)).astype(np.float32)
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, mean=self.mean, components=self.components, variances=self.variances,
+                 threshold=np.float32(self.threshold), n_train=np.int64(self.n_train))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "OODGuard":
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return cls(z["mean"], z["components"], z["variances"], float(z["threshold"]), int(z["n_train"]))
+
+
+def store_guard(model_path: str, guard: OODGuard) -> None:
+    """Add (or replace) the guard inside the ``.keras`` file at ``model_path`` (atomically)."""
+    set_model_entry(model_path, OOD_ENTRY, guard.to_bytes())
+
+
+def read_guard(model_path: str) -> OODGuard | None:
+    """The guard stored in a ``.keras`` file, or None (models trained before tfxai stored one)."""
+    data = read_model_entry(model_path, OOD_ENTRY)
+    if data is None:
+        return None
+    try:
+        return OODGuard.from_bytes(data)
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("%s: the out-of-distribution guard could not be read (%s); predicting without it",
+                    model_path, err)
+        return None
+
+
+@dataclass(frozen=True)
+class OODResult:
+    """Per image: ``score`` (NaN when not computed), ``flag`` and the ``reason`` when flagged."""
+
+    score: float
+    flag: bool
+    reason: str = ""
+
+
+def check_images(guard: OODGuard | None, feature_fn, images: np.ndarray) -> list[OODResult]:
+    """The guard's verdict on raw-pixel images (N, S, S, C): blank images are flagged whatever the
+    guard; with no guard every score is NaN and nothing else is flagged."""
+    x = np.asarray(images)
+    flat = x.reshape(len(x), -1).std(axis=1) < FLAT_STD
+    scores = guard.score(features(feature_fn, x)) if guard is not None and len(x) else np.full(len(x), np.nan)
+    out = []
+    for s, blank in zip(scores, flat):
+        if blank:
+            out.append(OODResult(float(s), True, "blank image (a single grey level), not an X-ray"))
+        elif guard is not None and s > guard.threshold:
+            out.append(OODResult(float(s), True, f"unlike the training X-rays (distance {s:.1f} > {guard.threshold:.1f})"))
+        else:
+            out.append(OODResult(float(s), False))
+    return out

@@ -1,0 +1,15 @@
+"""Training (``tfxai.training``): ``train(TrainConfig) -> TrainResult`` with every artifact a user needs kept safe.
+
+A run folder holds ``best_model.keras`` (best validation loss; the class names, threshold,
+preprocessing and temperature stored inside), ``run_config.json`` (arguments, class names, image
+size, preprocessing, threshold, versions), ``history.csv``, ``training_curves.png``,
+``val_metrics.json`` and TensorBoard ``logs/``. A killed run resumes from its last completed epoch
+(Keras ``BackupAndRestore``) when started again with the same output folder; a finished run is
+never overwritten, and ``overwrite=True`` removes only what tfxai wrote.
+"""
+from .callbacks import read_history
+from .config import STRATEGIES, THRESHOLD_POLICIES, TrainConfig
+from .loop import TrainResult, choose_threshold, compile_model, fit_arrays, train
+
+__all__ = ["STRATEGIES", "THRESHOLD_POLICIES", "TrainConfig", "TrainResult", "choose_threshold", "compile_model",
+           "fit_arrays", "read_history", "train"]

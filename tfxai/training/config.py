@@ -1,0 +1,93 @@
+"""``TrainConfig``: everything a training run depends on, checked before any work starts."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..data import RESIZE_MODES
+from ..errors import ConfigError
+from ..models import get_spec, list_models
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+THRESHOLD_POLICIES = ("fixed", "sensitivity", "youden")
+MAX_IMAGE_SIZE = 1024  # a 1024 px square already needs ~4 GB per batch of 32 for MobileNetV2 on a CPU
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved in ``run_config.json``.
+
+    ``learning_rate``: Adam's learning rate (finite, > 0). ``model_options``: the registry's options of
+    ``model_type`` (e.g. ``{"width": 16}``). ``max_train_images``: train on a seeded random subset.
+    """
+
+    data_dir: str
+    model_type: str = "custom_cnn"
+    output_dir: str | None = None
+    epochs: int = 20
+    batch_size: int = 32
+    image_size: int = 224
+    channels: int = 1
+    resize_mode: str = "pad"
+    learning_rate: float = 1e-3
+    seed: int = 0
+    pretrained: bool = False
+    weights: str | None = None
+    model_options: dict = field(default_factory=dict)
+    val_fraction: float = 0.15
+    augment: bool = True
+    augment_config: dict = field(default_factory=dict)
+    class_weighting: bool = True
+    label_smoothing: float = 0.0
+    patience: int = 6
+    lr_patience: int = 2
+    freeze_epochs: int = 3
+    fine_tune_layers: int = 40
+    threshold_policy: str = "fixed"
+    target_sensitivity: float = 0.95
+    calibrate: bool = False
+    strategy: str = "default"
+    deterministic: bool = True
+    overwrite: bool = False
+    cache_dir: str | None = "default"
+    max_train_images: int | None = None
+    verbose: int | None = None
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` naming the first field that is out of range."""
+        if self.model_type not in list_models():
+            raise ConfigError("model_type", f"{self.model_type!r} is not one of {list_models()}")
+        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 0), ("lr_patience", 0),
+                          ("freeze_epochs", 0), ("fine_tune_layers", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(name, f"must be a whole number >= {low}, got {value!r}")
+        if not isinstance(self.image_size, int) or not 16 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ConfigError("image_size", f"must be a whole number of pixels in [16, {MAX_IMAGE_SIZE}], "
+                                            f"got {self.image_size!r}")
+        if self.max_train_images is not None and (not isinstance(self.max_train_images, int)
+                                                  or self.max_train_images < 2):
+            raise ConfigError("max_train_images", f"must be a whole number >= 2, got {self.max_train_images!r}")
+        if self.channels not in (1, 3):
+            raise ConfigError("channels", f"must be 1 or 3, got {self.channels!r}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ConfigError("resize_mode", f"must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or not 0 < lr <= 1:
+            raise ConfigError("learning_rate", f"must be a finite number in (0, 1], got {self.learning_rate!r}")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ConfigError("label_smoothing", f"must be in [0, 0.5), got {self.label_smoothing!r}")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ConfigError("val_fraction", f"must be in (0, 0.5), got {self.val_fraction!r}")
+        if not 0.0 < self.target_sensitivity <= 1.0:
+            raise ConfigError("target_sensitivity", f"must be in (0, 1], got {self.target_sensitivity!r}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError("strategy", f"must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.threshold_policy not in THRESHOLD_POLICIES:
+            raise ConfigError("threshold_policy", f"must be one of {THRESHOLD_POLICIES}, got {self.threshold_policy!r}")
+        if self.pretrained and self.model_type != "mobilenet_v2":
+            raise ConfigError("pretrained", f"ImageNet weights exist for mobilenet_v2 only, not {self.model_type!r}")
+        try:
+            get_spec(self.model_type).check_options(self.model_options)
+        except ValueError as err:
+            raise ConfigError("model_options", str(err)) from None

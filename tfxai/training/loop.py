@@ -1,0 +1,302 @@
+"""The training loop: ``train(TrainConfig) -> TrainResult``, in small steps."""
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .. import data as data_lib, metrics as metrics_lib, plots
+from .._keras import keras, tf
+from ..classifier import keras_classifier, model_facts
+from ..errors import OutputError, TfxaiError
+from ..files import BEST_MODEL_NAME, RUN_CONFIG_NAME, library_versions, load_model, update_model_facts, write_json
+from ..models import build_model, get_spec, set_backbone_trainable
+from ..ood import OODGuard, feature_model, features as ood_features, store_guard
+from .callbacks import BestCheckpoint, CurvePlotter, EpochTimer, read_history
+from .config import TrainConfig
+from .run_folder import BACKUP_DIR, STATE_NAME, prepare_output_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    model_path: str
+    history: dict
+    val_metrics: dict
+    threshold: float
+    class_names: list[str]
+    seconds: float
+    images_per_second: float
+    resumed_from_epoch: int = 0
+
+
+def make_strategy(name: str):
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        # Several machines: each runs the same command with TF_CONFIG naming the cluster and its index.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def compile_model(model, num_classes: int, lr, label_smoothing: float = 0.0) -> None:
+    """Adam with ``lr`` (a number or a Keras schedule), the task's loss and metrics."""
+    if num_classes == 2:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"),
+                   keras.metrics.Precision(name="precision"), keras.metrics.Recall(name="recall"),
+                   keras.metrics.F1Score(average="micro", threshold=0.5, name="f1"), keras.metrics.AUC(name="auc")]
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"),
+                   keras.metrics.Precision(name="precision"), keras.metrics.Recall(name="recall"),
+                   keras.metrics.F1Score(average="macro", name="f1"),
+                   keras.metrics.AUC(name="auc", multi_label=True, num_labels=num_classes)]
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
+
+
+def fit_arrays(model, images, labels, num_classes: int, *, epochs: int, learning_rate, batch_size: int = 64,
+               augment=None, seed: int = 0, callbacks=(), verbose: int = 2, label_smoothing: float = 0.0):
+    """Compile ``model`` (:func:`compile_model`) and fit it on in-memory uint8 images: the short
+    fine-tuning runs of pruning and quantization-aware training. ``augment``: an
+    :class:`tfxai.data.AugmentConfig` or None (no augmentation); ``learning_rate``: a number or
+    a Keras schedule."""
+    compile_model(model, num_classes, learning_rate, label_smoothing)
+    ds = data_lib.make_dataset(images, labels, num_classes, batch_size, training=True,
+                               augment=augment or data_lib.NO_AUGMENT, seed=seed)
+    return model.fit(ds, epochs=epochs, callbacks=list(callbacks), verbose=verbose)
+
+
+def choose_threshold(config: TrainConfig, labels, proba) -> float:
+    """The decision threshold on the validation predictions, by ``config.threshold_policy``."""
+    if proba.shape[1] != 2 or config.threshold_policy == "fixed":
+        return 0.5
+    if config.threshold_policy == "sensitivity":
+        return metrics_lib.threshold_for_sensitivity(labels, proba[:, 1], config.target_sensitivity)
+    return metrics_lib.threshold_youden(labels, proba[:, 1])
+
+
+def _phases(config: TrainConfig) -> list[tuple[str, int, int]]:
+    """(name, first epoch, end epoch): a frozen-backbone phase first when starting from ImageNet."""
+    if config.pretrained and config.freeze_epochs > 0 and config.epochs > config.freeze_epochs:
+        return [("frozen", 0, config.freeze_epochs), ("fine_tune", config.freeze_epochs, config.epochs)]
+    return [("all", 0, config.epochs)]
+
+
+# ----------------------------------------------------------------------------- steps
+def _training_subset(train_set: data_lib.ImageSet, config: TrainConfig) -> data_lib.ImageSet:
+    if config.max_train_images and len(train_set) > config.max_train_images:
+        rng = np.random.default_rng(config.seed)
+        return train_set.subset(np.sort(rng.choice(len(train_set), config.max_train_images, replace=False)))
+    return train_set
+
+
+def _facts(config: TrainConfig, class_names: list[str]) -> dict:
+    return model_facts(class_names, config.image_size, config.channels, config.resize_mode, 0.5,
+                       get_spec(config.model_type).preprocessing + " (inside the model)",
+                       model_type=config.model_type, training="unfinished",
+                       arguments={k: v for k, v in asdict(config).items() if k != "verbose"})
+
+
+def _run_config(config: TrainConfig, splits: data_lib.DataSplits, train_set, val_set) -> dict:
+    n = len(splits.class_names)
+    return {
+        **_facts(config, splits.class_names),
+        "status": "running",
+        "arguments": asdict(config),
+        "num_classes": n,
+        "input": f"raw pixels, float32 in [0, 255], shape (N, {config.image_size}, {config.image_size}, "
+                 f"{config.channels})",
+        "output": "sigmoid P(class 1)" if n == 2 else "softmax over classes",
+        "data": {"source": splits.source, "val_from_train": splits.val_from_train,
+                 "train_counts": train_set.counts(), "val_counts": val_set.counts(),
+                 "skipped_files": [list(s) for s in train_set.skipped + val_set.skipped]},
+        "versions": library_versions(),
+        "command": " ".join(sys.argv),
+    }
+
+
+def _callbacks(config: TrainConfig, out: str, phase: str, facts: dict, n_images: int, extra) -> list:
+    csv_path = os.path.join(out, "history.csv")
+    title = f"{config.model_type} on {os.path.normpath(config.data_dir)}"
+    return [
+        EpochTimer(n_images),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.BackupAndRestore(os.path.join(out, BACKUP_DIR, phase), delete_checkpoint=True),
+        BestCheckpoint(os.path.join(out, BEST_MODEL_NAME), os.path.join(out, STATE_NAME), facts),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=config.lr_patience,
+                                          min_lr=1e-6, verbose=1),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+        keras.callbacks.CSVLogger(csv_path, append=True),
+        keras.callbacks.TensorBoard(os.path.join(out, "logs"), histogram_freq=0, write_graph=False),
+        CurvePlotter(csv_path, os.path.join(out, "training_curves.png"), title),
+        *(extra or []),
+    ]
+
+
+def _fit(model, config: TrainConfig, out: str, datasets, facts: dict, n_images: int, strategy, extra) -> None:
+    """Every phase of the run; a finished phase is skipped on resume (its weights are kept)."""
+    train_ds, val_ds, weights = datasets
+    num_classes = len(facts["class_names"])
+    verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    phases = _phases(config)
+    for phase, first, end in phases:
+        phase_done = os.path.join(out, f"phase_{phase}.done.weights.h5")
+        if os.path.exists(phase_done):
+            model.load_weights(phase_done)
+            continue
+        if config.pretrained:
+            with strategy.scope():
+                frozen = phase == "frozen"
+                set_backbone_trainable(model, 0 if frozen else config.fine_tune_layers)
+                compile_model(model, num_classes, config.learning_rate if frozen else config.learning_rate / 10, config.label_smoothing)
+        try:
+            model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=first, class_weight=weights,
+                      callbacks=_callbacks(config, out, phase, facts, n_images, extra), verbose=verbose)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OutputError(f"the disk is full while training in {out!r}; free some space and run "
+                                  f"the same command again: it resumes after the last completed epoch") from err
+            raise
+        if len(phases) > 1:
+            model.save_weights(phase_done)
+
+
+def _check_finite(history: dict, out: str) -> None:
+    losses = history.get("loss", [])
+    bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
+    if bad or not os.path.exists(os.path.join(out, BEST_MODEL_NAME)):
+        epoch = (bad[0] + 1) if bad else len(losses) + 1
+        raise TfxaiError(f"training diverged: the loss became NaN or infinite in epoch {epoch} and no finite "
+                         f"model was saved; lower the learning rate or check the data")
+    if any(not math.isfinite(v) for v in history.get("val_loss", [])):
+        log.warning("the validation loss was not finite in some epochs; the best finite epoch is kept")
+
+
+OOD_FIT_IMAGES = 3000  # training images whose features fit the out-of-distribution guard
+
+
+def _fit_guard(model, train_set, val_set, seed: int) -> OODGuard:
+    """The out-of-distribution guard of ``model`` (see :mod:`tfxai.ood`), from its features on
+    (up to OOD_FIT_IMAGES) training images, thresholded on the validation images."""
+    idx = np.random.default_rng(seed).permutation(len(train_set))[:OOD_FIT_IMAGES]
+    feats = feature_model(model)
+    return OODGuard.fit(ood_features(feats, train_set.images[np.sort(idx)]), ood_features(feats, val_set.images))
+
+
+def _finish(config: TrainConfig, out: str, run_config: dict, train_set, val_set) -> tuple[dict, float, float | None]:
+    """Threshold (and temperature) chosen on validation and the out-of-distribution guard, stored
+    in the model file and the run folder."""
+    model_path = os.path.join(out, BEST_MODEL_NAME)
+    best = load_model(model_path)
+    facts = {k: run_config[k] for k in _facts(config, run_config["class_names"])}
+    proba = keras_classifier(best, facts).raw_proba(val_set.images)
+    temperature = None
+    if config.calibrate:
+        temperature = metrics_lib.fit_temperature(val_set.labels, proba)
+        proba = metrics_lib.apply_temperature(proba, temperature)
+    threshold = choose_threshold(config, val_set.labels, proba)
+    val_metrics = metrics_lib.classification_metrics(val_set.labels, proba, threshold)
+    val_metrics["ece"], _ = metrics_lib.expected_calibration_error(val_set.labels, proba)
+    guard = _fit_guard(best, train_set, val_set, config.seed)
+    store_guard(model_path, guard)
+    facts.update(threshold=threshold, temperature=temperature, training="finished",
+                 val_metrics={k: v for k, v in val_metrics.items() if k != "confusion_matrix"},
+                 data=run_config["data"]["source"], trained=time.strftime("%Y-%m-%d"),
+                 ood={"method": "Mahalanobis distance of penultimate features (PCA)",
+                      "components": int(len(guard.variances)), "threshold": guard.threshold,
+                      "fitted_on_images": guard.n_train})
+    update_model_facts(model_path, facts)
+    return val_metrics, threshold, temperature
+
+
+def _datasets(config: TrainConfig, train_set, val_set, num_classes: int, global_batch: int):
+    """(training dataset, validation dataset, class weights or None)."""
+    weights = data_lib.class_weights(train_set.labels, num_classes) if config.class_weighting else None
+    aug = data_lib.AugmentConfig(**config.augment_config) if config.augment else data_lib.NO_AUGMENT
+    train_ds = data_lib.make_dataset(train_set.images, train_set.labels, num_classes, global_batch,
+                                     training=True, augment=aug, seed=config.seed)
+    return train_ds, data_lib.make_dataset(val_set.images, val_set.labels, num_classes, global_batch), weights
+
+
+def train(config: TrainConfig, splits: data_lib.DataSplits | None = None,
+          callbacks: list | None = None) -> TrainResult:
+    """Train ``config.model_type`` on ``config.data_dir`` (or on ``splits`` already loaded).
+
+    The output folder and a resume are checked before any data is decoded. TensorFlow's global
+    random seed is set from ``config.seed`` (Keras 2 initializers draw from it), so a run is
+    reproducible. ``callbacks``: extra Keras callbacks, run after tfxai's own (checkpoints are
+    saved before them).
+    """
+    config.check()
+    t_start = time.perf_counter()
+    out, resuming = prepare_output_dir(config)
+    config.output_dir = out
+    if splits is None:
+        # Layout checks (and the patient-grouped split) happen here, before any model is built.
+        splits = data_lib.load_splits(config.data_dir, config.image_size, config.channels,
+                                      config.resize_mode, config.val_fraction, config.seed,
+                                      cache_dir=config.cache_dir, progress=config.verbose != 0)
+    log.info("%s", splits.summary())
+    train_set, val_set = _training_subset(splits.train, config), splits.val
+    num_classes = len(splits.class_names)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    run_config = _run_config(config, splits, train_set, val_set)
+    if not resuming:
+        write_json(os.path.join(out, RUN_CONFIG_NAME), run_config)
+
+    strategy = make_strategy(config.strategy)
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    datasets = _datasets(config, train_set, val_set, num_classes, global_batch)
+    with strategy.scope():
+        model = build_model(config.model_type, (config.image_size, config.image_size, config.channels),
+                            num_classes, weights="imagenet" if config.pretrained else config.weights,
+                            **config.model_options)
+        compile_model(model, num_classes, config.learning_rate, config.label_smoothing)
+    log.info("training %s (%s parameters) for %d epochs on %d images, batch %d on %d replica(s); run folder %s",
+             config.model_type, f"{model.count_params():,}", config.epochs, len(train_set), global_batch,
+             strategy.num_replicas_in_sync, out)
+    csv_path = os.path.join(out, "history.csv")
+    resumed_from = len(read_history(csv_path).get("epoch", [])) if resuming else 0
+    if resuming:
+        log.info("resuming the unfinished run in %s after epoch %d", out, resumed_from)
+
+    _fit(model, config, out, datasets, _facts(config, splits.class_names), len(train_set), strategy, callbacks)
+    shutil.rmtree(os.path.join(out, BACKUP_DIR), ignore_errors=True)
+    history = read_history(csv_path)
+    _check_finite(history, out)
+    val_metrics, threshold, temperature = _finish(config, out, run_config, train_set, val_set)
+
+    ips = [v for v in history.get("images_per_second", []) if math.isfinite(v)]
+    seconds = time.perf_counter() - t_start
+    run_config.update({
+        "status": "finished", "threshold": threshold, "temperature": temperature,
+        "epochs_completed": len(history.get("epoch", [])), "val_metrics": val_metrics,
+        "train_seconds": seconds, "images_per_second": float(np.median(ips)) if ips else 0.0,
+    })
+    state = os.path.join(out, STATE_NAME)
+    if os.path.exists(state):
+        with open(state) as f:
+            run_config["best_epoch"] = json.load(f).get("best_epoch")
+    write_json(os.path.join(out, RUN_CONFIG_NAME), run_config)
+    write_json(os.path.join(out, "val_metrics.json"), val_metrics)
+    for f in os.listdir(out):
+        if f.startswith("phase_") and f.endswith(".weights.h5"):
+            os.remove(os.path.join(out, f))
+    if history:
+        plots.training_curves(history, os.path.join(out, "training_curves.png"),
+                              f"{config.model_type} on {os.path.normpath(config.data_dir)}")
+    return TrainResult(out, os.path.join(out, BEST_MODEL_NAME), history, val_metrics, threshold,
+                       splits.class_names, seconds, run_config["images_per_second"], resumed_from)
