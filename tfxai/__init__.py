@@ -12,7 +12,7 @@ The README's "How the code is laid out" lists the modules.
 """
 from __future__ import annotations
 
-import importlib
+from ._lazy import lazy_exports
 
 __version__ = "0.2.0.dev0"
 
@@ -30,11 +30,5 @@ _EXPORTS = {
                        "quantize_aware", "export_tflite", "convert_tflite", "run_comparison"),
     "tfxai.files": ("OutputFolder", "save_model", "load_model"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = ["__version__", *sorted(_WHERE)]
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'tfxai' has no attribute {name!r}")
+__getattr__, _names = lazy_exports(__name__, _EXPORTS)
+__all__ = ["__version__", *_names]

@@ -94,15 +94,16 @@ class EvalOptions:
 
 
 def _decision(classifier: Classifier, proba, labels, val_proba, opts: EvalOptions, out: dict):
-    """(probabilities, threshold, validation probabilities, ECE table before calibration), after
-    temperature scaling and the threshold choice asked for; notes go into ``out``."""
+    """(probabilities, threshold, validation probabilities, probabilities before calibration or
+    None), after temperature scaling and the threshold choice asked for; notes go into ``out``."""
     thr = classifier.threshold if opts.threshold is None else float(opts.threshold)
     before = None
     if opts.calibrate:
         if opts.val is None:
             raise DataError("calibration needs the validation split (--data-dir with the run's data)")
         out["temperature"] = metrics_lib.fit_temperature(opts.val[1], val_proba)
-        out["uncalibrated_ece"], before = metrics_lib.expected_calibration_error(labels, proba)
+        out["uncalibrated_ece"], _ = metrics_lib.expected_calibration_error(labels, proba)
+        before = proba
         proba = metrics_lib.apply_temperature(proba, out["temperature"])
         val_proba = metrics_lib.apply_temperature(val_proba, out["temperature"])
     if opts.target_sensitivity is not None and proba.shape[1] == 2:
@@ -115,11 +116,11 @@ def _decision(classifier: Classifier, proba, labels, val_proba, opts: EvalOption
     return proba, thr, val_proba, before
 
 
-def _figures(out_dir: str, m: dict, names, labels, proba, thr, tables: dict, ece: float, title: str) -> dict:
+def _figures(out_dir: str, m: dict, names, labels, proba, thr, curves: dict, ece: float, title: str) -> dict:
     files = {
         "confusion_matrix": plots.confusion_matrix_plot(m["confusion_matrix"], names,
                                                          os.path.join(out_dir, "confusion_matrix.png"), title),
-        "reliability_diagram": plots.reliability_diagram(tables, os.path.join(out_dir, "reliability_diagram.png"),
+        "reliability_diagram": plots.reliability_diagram(curves, os.path.join(out_dir, "reliability_diagram.png"),
                                                          f"ECE {ece:.3f}"),
     }
     if proba.shape[1] == 2 and len(np.unique(labels)) == 2:
@@ -150,7 +151,7 @@ def evaluate(classifier: Classifier, images: np.ndarray, labels: np.ndarray, out
     proba, thr, val_proba, before = _decision(classifier, predict(images), labels,
                                               predict(opts.val[0]) if opts.val is not None else None, opts, out)
     m = metrics_lib.classification_metrics(labels, proba, thr)
-    m["ece"], table = metrics_lib.expected_calibration_error(labels, proba)
+    m["ece"], _ = metrics_lib.expected_calibration_error(labels, proba)
     ood = classifier.check_ood(images)
     out.update(metrics=m, ci95=metrics_lib.confidence_intervals(labels, proba, thr, [patient_id(p) for p in paths],
                                                                 opts.n_boot),
@@ -158,10 +159,10 @@ def evaluate(classifier: Classifier, images: np.ndarray, labels: np.ndarray, out
                ood_flagged=int(sum(r.flag for r in ood)), ood_guard=classifier.ood is not None)
     if val_proba is not None:
         out["val_metrics"] = metrics_lib.classification_metrics(opts.val[1], val_proba, thr)
-    tables = {"after temperature scaling" if opts.calibrate else "model": table}
+    curves = {"after temperature scaling" if opts.calibrate else "model": (labels, proba)}
     if before is not None:
-        tables["before"] = before
-    out["files"] = _figures(output_dir, m, names, labels, proba, thr, tables, m["ece"], opts.title)
+        curves["before"] = (labels, before)
+    out["files"] = _figures(output_dir, m, names, labels, proba, thr, curves, m["ece"], opts.title)
     out["files"]["predictions"] = write_predictions_csv(os.path.join(output_dir, "predictions.csv"), paths, proba,
                                                         classifier.decide(proba, thr), names, labels, ood)
     write_json(os.path.join(output_dir, "metrics.json"), out)

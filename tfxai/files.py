@@ -67,6 +67,14 @@ def write_atomic(path: str, writer: Callable[[str], object]) -> str:
     return path
 
 
+def write_bytes(path: str, data: bytes) -> str:
+    """Write ``data`` atomically (a TFLite flatbuffer, an encoded PNG)."""
+    def writer(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+    return write_atomic(path, writer)
+
+
 def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()

@@ -47,29 +47,29 @@ def training_curves(history: dict[str, list[float]], path: str, title: str = "")
 
 
 def roc_pr_curves(y_true, p_pos, path: str, threshold: float | None = None, title: str = "") -> str:
-    """ROC and precision-recall curves for the positive class, with the operating point marked."""
-    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+    """ROC and precision-recall curves for the positive class (scikit-learn's displays), with the
+    operating point at ``threshold`` marked on both."""
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
 
     plt = pyplot()
-    fpr, tpr, _ = roc_curve(y_true, p_pos)
-    prec, rec, _ = precision_recall_curve(y_true, p_pos)
+    y, p = np.asarray(y_true), np.asarray(p_pos)
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4))
-    a.plot(fpr, tpr, label=f"ROC-AUC {auc(fpr, tpr):.3f}")
-    a.plot([0, 1], [0, 1], "k--", lw=0.8)
+    RocCurveDisplay.from_predictions(y, p, ax=a, name="model", plot_chance_level=True)
+    PrecisionRecallDisplay.from_predictions(y, p, ax=b, name="model", plot_chance_level=True)
     a.set_xlabel("1 - specificity (false positive rate)")
     a.set_ylabel("sensitivity")
-    b.plot(rec, prec)
     b.set_xlabel("recall (sensitivity)")
     b.set_ylabel("precision")
     if threshold is not None:
-        y = np.asarray(y_true)
-        pred = np.asarray(p_pos) >= threshold
+        pred = p >= threshold
         sens = pred[y == 1].mean() if (y == 1).any() else 0.0
-        fp = pred[y == 0].mean() if (y == 0).any() else 0.0
-        a.plot([fp], [sens], "ro", label=f"threshold {threshold:.3f}")
-    a.legend(loc="lower right")
-    a.grid(alpha=0.3)
-    b.grid(alpha=0.3)
+        fpr = pred[y == 0].mean() if (y == 0).any() else 0.0
+        precision = y[pred].mean() if pred.any() else 1.0
+        a.plot([fpr], [sens], "ro", label=f"threshold {threshold:.3f}")
+        b.plot([sens], [precision], "ro", label=f"threshold {threshold:.3f}")
+    for ax in (a, b):
+        ax.legend(loc="lower right" if ax is a else "lower left", fontsize=8)
+        ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -77,16 +77,13 @@ def roc_pr_curves(y_true, p_pos, path: str, threshold: float | None = None, titl
 
 
 def confusion_matrix_plot(cm, class_names, path: str, title: str = "") -> str:
+    """The confusion matrix (rows true, columns predicted) with scikit-learn's display."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     plt = pyplot()
-    cm = np.asarray(cm)
     fig, ax = plt.subplots(figsize=(3.2 + 0.6 * len(class_names), 3 + 0.5 * len(class_names)))
-    ax.imshow(cm, cmap="Blues")
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
-    ax.set_xticks(range(len(class_names)), class_names)
-    ax.set_yticks(range(len(class_names)), class_names)
+    ConfusionMatrixDisplay(np.asarray(cm), display_labels=list(class_names)).plot(ax=ax, cmap="Blues",
+                                                                                 colorbar=False)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "confusion matrix")
@@ -94,17 +91,27 @@ def confusion_matrix_plot(cm, class_names, path: str, title: str = "") -> str:
     return _save(fig, path)
 
 
-def reliability_diagram(tables: dict[str, dict], path: str, title: str = "") -> str:
-    """``tables``: label -> reliability table from ``metrics.expected_calibration_error``."""
+def reliability_diagram(curves: dict[str, tuple], path: str, title: str = "", bins: int = 10) -> str:
+    """``curves``: label -> (labels (N,), probabilities (N, K)). Binary: scikit-learn's
+    ``CalibrationDisplay`` of the positive class; more classes: top-class confidence against
+    accuracy per confidence bin."""
+    from sklearn.calibration import CalibrationDisplay
+
+    from .metrics import expected_calibration_error
+
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
-    for label, t in tables.items():
-        conf, acc = np.asarray(t["confidence"]), np.asarray(t["accuracy"])
-        ok = ~np.isnan(conf)
-        ax.plot(conf[ok], acc[ok], "o-", label=label)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
+    for label, (y, proba) in curves.items():
+        proba = np.asarray(proba)
+        if proba.shape[1] == 2:
+            CalibrationDisplay.from_predictions(np.asarray(y), proba[:, 1], n_bins=bins, ax=ax, name=label)
+        else:
+            table = expected_calibration_error(y, proba, bins)[1]
+            conf, acc = np.asarray(table["confidence"]), np.asarray(table["accuracy"])
+            ok = ~np.isnan(conf)
+            ax.plot(conf[ok], acc[ok], "o-", label=label)
+            ax.set_xlabel("confidence (top class)")
+            ax.set_ylabel("accuracy")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)

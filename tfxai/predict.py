@@ -19,7 +19,7 @@ from .classifier import Classifier
 from .data.decode import display_size, heatmap_to_original, load_image
 from .explain.figures import overlay
 from .explain.gradcam import GradCAM
-from .files import display_path, write_atomic
+from .files import display_path, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,10 @@ def save_overlay(path: str, original: np.ndarray, heatmap: np.ndarray, caption: 
                 max(1, int(2 * scale)), cv2.LINE_AA)
     img = np.concatenate([band, canvas], axis=0)
 
-    def writer(tmp):
-        if not cv2.imwrite(tmp, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write {path}")
-    return write_atomic(path, writer)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"could not encode the overlay for {path}")
+    return write_bytes(path, png.tobytes())
 
 
 def _shrunk(original: np.ndarray) -> np.ndarray:

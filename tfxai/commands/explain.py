@@ -13,6 +13,7 @@ from ..classifier import load_classifier
 from ..explain.run import (BASELINES, DEFAULT_METHODS, SANITY_METHODS, ExplainSettings, ModelExplainers, collect_images,
                            compare_models, explain_images, parse_methods)
 from ..files import OutputFolder
+from ..tables import columns_of, format_table
 from . import _args
 
 
@@ -65,17 +66,11 @@ def settings_from_args(args) -> ExplainSettings:
 
 
 def print_table(title: str, table: dict[str, dict]) -> None:
-    """A {row: {column: value}} table as fixed-width text."""
-    if not table:
-        return
-    cols = list(dict.fromkeys(k for row in table.values() for k in row))
-    width = max(12, max(len(k) for k in table) + 2)
-    print(title)
-    print("".ljust(width) + "".join(c.rjust(max(10, len(c) + 2)) for c in cols))
-    for key, row in table.items():
-        cells = [(f"{v:.3f}" if isinstance(v, float) else str(v)).rjust(max(10, len(c) + 2))
-                 for c, v in ((c, row.get(c, "")) for c in cols)]
-        print(key.ljust(width) + "".join(cells))
+    """A {row name: {column: value}} table as fixed-width text."""
+    if table:
+        rows = [{"": name, **row} for name, row in table.items()]
+        print(title)
+        print(format_table(rows, columns_of(rows, first="")))
 
 
 def _print_skipped(result: dict) -> None:

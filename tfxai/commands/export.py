@@ -26,7 +26,7 @@ from ..compress.tflite import (Calibration, export_and_measure, export_measured,
 from ..data import load_splits
 from ..errors import DataError, TfxaiError
 from ..files import OutputFolder, write_csv, write_json
-from ..training import fit_arrays
+from ..training import FitSettings, fit_arrays
 from . import _args
 
 REPORT_COLUMNS = ("format", "quantization", "path", "size_bytes", "gzip_bytes", "accuracy", "agreement",
@@ -69,8 +69,8 @@ def _pqat_row(model, data, evalset: EvalSet, calibration: Calibration, facts: di
     qat_model = quantize_aware(model, preserve_sparsity=True, calibration_images=data.train.images, seed=args.seed)
     print(f"quantization-aware training (sparsity kept) for {args.pqat_epochs} epoch(s) on "
           f"{len(data.train)} training images")
-    fit_arrays(qat_model, data.train.images, data.train.labels, len(data.class_names), epochs=args.pqat_epochs,
-               learning_rate=args.pqat_learning_rate, batch_size=args.batch_size, seed=args.seed,
+    settings = FitSettings(args.pqat_epochs, args.pqat_learning_rate, args.batch_size, seed=args.seed)
+    fit_arrays(qat_model, data.train.images, data.train.labels, len(data.class_names), settings,
                verbose=2 if args.progress else 0)
     reference = keras_classifier(model, facts, args.checkpoint).predict_proba(evalset.images)
     return export_measured(qat_model, os.path.join(args.output_dir, f"{args.name}_int8_pqat.tflite"), "int8",

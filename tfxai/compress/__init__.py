@@ -11,23 +11,16 @@ The names below are re-exported lazily (importing this package loads no TensorFl
 """
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "prune": ("LayerPolicy", "MODES", "copy_model", "iterative_schedule", "measure_sparsity", "one_shot_schedule",
+    ".prune": ("LayerPolicy", "MODES", "copy_model", "iterative_schedule", "measure_sparsity", "one_shot_schedule",
               "prune_model", "pruning_callbacks", "random_prune", "strip"),
-    "qat": ("quantize_aware", "plain_weights"),
-    "tflite": ("QUANTIZATIONS", "Calibration", "convert_tflite", "export_and_measure", "export_measured",
+    ".qat": ("quantize_aware", "plain_weights"),
+    ".tflite": ("QUANTIZATIONS", "Calibration", "convert_tflite", "export_and_measure", "export_measured",
                "export_onnx", "export_saved_model", "export_tflite", "parse_quantizations"),
-    "measure": ("EvalSet", "evaluate_classifier", "export_table", "file_sizes", "gzip_size", "keras_latency_ms",
+    ".measure": ("EvalSet", "evaluate_classifier", "export_table", "file_sizes", "gzip_size", "keras_latency_ms",
                 "median_latency_ms"),
-    "experiment": ("ExperimentConfig", "prepare_cifar10", "run_comparison"),
+    ".experiment": ("ExperimentConfig", "prepare_cifar10", "run_comparison"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

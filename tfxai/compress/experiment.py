@@ -30,7 +30,7 @@ from ..files import load_model, save_model, write_atomic, write_csv, write_json,
 from ..metrics import classification_metrics
 from ..models import build_model
 from ..tables import Column, format_table
-from ..training import fit_arrays
+from ..training import FitSettings, fit_arrays
 from .measure import gzip_size, keras_latency_ms, median_latency_ms
 from .prune import (MODES, LayerPolicy, copy_model, iterative_schedule, measure_sparsity, one_shot_schedule,
                     prune_model, pruning_callbacks, random_prune, strip)
@@ -149,9 +149,9 @@ def _subsample(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- training
 def _fit(model, images, labels, num_classes, cfg: ExperimentConfig, epochs: int, learning_rate,
          callbacks, seed: int, verbose: int) -> None:
-    fit_arrays(model, images, labels, num_classes, epochs=epochs, learning_rate=learning_rate,
-               batch_size=cfg.batch_size, augment=AugmentConfig(hflip=cfg.hflip) if cfg.augment else None,
-               seed=seed, callbacks=callbacks, verbose=verbose)
+    settings = FitSettings(epochs, learning_rate, cfg.batch_size,
+                           AugmentConfig(hflip=cfg.hflip) if cfg.augment else None, seed)
+    fit_arrays(model, images, labels, num_classes, settings, callbacks, verbose)
 
 
 def _accuracy(model, images, labels, threshold: float = 0.5) -> float:

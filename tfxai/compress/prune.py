@@ -36,6 +36,7 @@ import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from .._keras import keras, tf
+from ..tables import Column, format_table
 
 log = logging.getLogger(__name__)
 
@@ -290,13 +291,12 @@ class SparsityReport:
                 "layers": [ls.to_dict() for ls in self.layers]}
 
     def table(self) -> str:
-        lines = [f"{'layer':32s} {'type':16s} {'weights':>9s} {'sparsity':>8s}  note"]
-        for ls in self.layers:
-            lines.append(f"{ls.name[:32]:32s} {ls.kind[:16]:16s} {ls.params:9d} {ls.sparsity:8.3f}  "
-                         f"{'pruned' if ls.pruned else ls.note}")
-        lines.append(f"overall {self.overall:.4f} of {self.total_params} parameters; kernels "
-                     f"{self.kernels:.4f}; pruned layers {self.pruned_layers:.4f}")
-        return "\n".join(lines)
+        rows = [{"layer": ls.name, "type": ls.kind, "weights": ls.params, "sparsity": ls.sparsity,
+                 "note": "pruned" if ls.pruned else ls.note} for ls in self.layers]
+        columns = (Column("layer", "layer"), Column("type", "type"), Column("weights", "weights", "{:d}"),
+                   Column("sparsity", "sparsity", "{:.3f}"), Column("note", "note"))
+        return (format_table(rows, columns) + f"\noverall {self.overall:.4f} of {self.total_params} parameters; "
+                f"kernels {self.kernels:.4f}; pruned layers {self.pruned_layers:.4f}")
 
 
 def measure_sparsity(model: keras.Model, policy: LayerPolicy | None = None) -> SparsityReport:

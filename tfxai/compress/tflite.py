@@ -23,7 +23,7 @@ from ai_edge_litert.interpreter import Interpreter
 from .._keras import tf
 from ..classifier import LABELS_NAME, keras_classifier, load_classifier
 from ..errors import DataError
-from ..files import write_atomic, write_json
+from ..files import write_bytes, write_json, write_text
 from .measure import EvalSet, evaluate_classifier, file_sizes, keras_latency_ms, keras_sizes
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,7 @@ def write_sidecar(tflite_path: str, config: dict) -> str:
                           for k, v in interp.get_signature_list().items()}
     folder = os.path.dirname(os.path.abspath(tflite_path))
 
-    def write_labels(tmp):
-        with open(tmp, "w") as f:
-            f.write("".join(f"{name}\n" for name in config["class_names"]))
-
-    write_atomic(os.path.join(folder, LABELS_NAME), write_labels)
+    write_text(os.path.join(folder, LABELS_NAME), "".join(f"{name}\n" for name in config["class_names"]))
     json_path = os.path.splitext(tflite_path)[0] + ".json"
     write_json(json_path, meta)
     return json_path
@@ -139,12 +135,7 @@ def export_tflite(model, path: str, quantization: str = "float32", calibration: 
     if not path.endswith(".tflite"):
         raise ValueError(f"TFLite path must end in .tflite, got {path!r}")
     data = convert_tflite(model, quantization, calibration)
-
-    def writer(tmp):
-        with open(tmp, "wb") as f:
-            f.write(data)
-
-    write_atomic(path, writer)
+    write_bytes(path, data)
     if facts is not None:
         write_sidecar(path, {**facts, "quantization": quantization})
     log.info("wrote %s (%s, %d bytes)", path, quantization, len(data))

@@ -12,24 +12,17 @@ TensorFlow.
 """
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "decode": ("IMAGE_EXTENSIONS", "RESIZE_MODES", "ResizeInfo", "decode_bytes", "decode_image", "display_size", "heatmap_to_original",
+    ".decode": ("IMAGE_EXTENSIONS", "RESIZE_MODES", "ResizeInfo", "decode_bytes", "decode_image", "display_size", "heatmap_to_original",
                "load_image", "max_file_bytes", "max_pixels", "read_file", "resize_image", "to_uint8"),
-    "folders": ("LAYOUT_HELP", "find_split_dir", "grouped_split", "list_images", "order_class_names", "patient_id",
+    ".folders": ("LAYOUT_HELP", "find_split_dir", "grouped_split", "list_images", "order_class_names", "patient_id",
                 "scan_class_folders", "walk_files"),
-    "decoded": ("ImageSet", "decode_files", "default_cache_dir"),
-    "medmnist": ("PNEUMONIAMNIST_URL", "load_npz_split", "pneumoniamnist_path"),
-    "splits": ("DataSplits", "MIN_VAL_IMAGES", "class_weights", "load_folder_split", "load_image_folder",
+    ".decoded": ("ImageSet", "decode_files", "default_cache_dir"),
+    ".medmnist": ("PNEUMONIAMNIST_URL", "load_npz_split", "pneumoniamnist_path"),
+    ".splits": ("DataSplits", "MIN_VAL_IMAGES", "class_weights", "load_folder_split", "load_image_folder",
                "load_splits"),
-    "pipeline": ("AugmentConfig", "NO_AUGMENT", "augment_batch", "encode_labels", "make_dataset"),
+    ".pipeline": ("AugmentConfig", "NO_AUGMENT", "augment_batch", "encode_labels", "make_dataset"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -11,21 +11,14 @@ The names below are re-exported lazily: importing this package loads no TensorFl
 """
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "types": ("CAM_METHODS", "METHODS", "METHOD_TITLES", "Explainer", "Explanation", "HeatmapExplainer",
+    ".types": ("CAM_METHODS", "METHODS", "METHOD_TITLES", "Explainer", "Explanation", "HeatmapExplainer",
               "normalize_heatmap"),
-    "factory": ("make_explainer",),
-    "gradcam": ("GradCAM", "build_cam_graph", "find_target_layer"),
-    "camvis": ("CamVisExplainer",),
-    "lime": ("LimeExplainer", "keras_predict_fn", "slic_segments"),
+    ".factory": ("make_explainer",),
+    ".gradcam": ("GradCAM", "build_cam_graph", "find_target_layer"),
+    ".camvis": ("CamVisExplainer",),
+    ".lime": ("LimeExplainer", "keras_predict_fn", "slic_segments"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._keras import keras, tf
+from ..classifier import num_classes_of
 from .types import HeatmapExplainer, normalize_heatmap
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ def build_cam_graph(model: keras.Model, layer: str | None = None) -> CamGraph:
         from_probs = True
     feature_layer = keras.layers.Activation("linear", name="tfxai_cam_features")
     return CamGraph(list(model.inputs), feature_layer(features), feature_layer, logits, path,
-                    2 if units == 1 else units, from_probs, raw_features=features)
+                    num_classes_of(units), from_probs, raw_features=features)
 
 
 def check_images(images, model: keras.Model) -> np.ndarray:

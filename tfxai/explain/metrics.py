@@ -267,7 +267,8 @@ class SanityCheckResult:
         return self.spearman[-1]
 
     def to_dict(self) -> dict:
-        return {"steps": self.steps, "spearman": self.spearman, "ssim": self.ssim}
+        return {"steps": self.steps, "spearman": self.spearman, "ssim": self.ssim,
+                "per_image_spearman": self.per_image_spearman}
 
 
 def _ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -8,12 +8,11 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..files import write_atomic
+from ..files import write_text
 from .figures import overlay
 from .types import METHOD_TITLES
 
@@ -113,12 +112,4 @@ def write_report(path: str, entries: list[ReportEntry], summary: dict[str, dict]
                        f"alt=''>{measures}</td>")
         parts.append("".join(row) + "</tr>")
     parts.append("</table></body></html>\n")
-    text = "\n".join(parts)
-
-    def writer(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    write_atomic(path, writer)
-    return path
+    return write_text(path, "\n".join(parts))

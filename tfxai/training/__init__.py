@@ -9,7 +9,7 @@ never overwritten, and ``overwrite=True`` removes only what tfxai wrote.
 """
 from .callbacks import read_history
 from .config import STRATEGIES, THRESHOLD_POLICIES, TrainConfig
-from .loop import TrainResult, choose_threshold, compile_model, fit_arrays, train
+from .loop import FitSettings, TrainResult, choose_threshold, compile_model, fit_arrays, train
 
-__all__ = ["STRATEGIES", "THRESHOLD_POLICIES", "TrainConfig", "TrainResult", "choose_threshold", "compile_model",
+__all__ = ["FitSettings", "STRATEGIES", "THRESHOLD_POLICIES", "TrainConfig", "TrainResult", "choose_threshold", "compile_model",
            "fit_arrays", "read_history", "train"]

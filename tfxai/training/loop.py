@@ -65,16 +65,26 @@ def compile_model(model, num_classes: int, lr, label_smoothing: float = 0.0) -> 
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
 
 
-def fit_arrays(model, images, labels, num_classes: int, *, epochs: int, learning_rate, batch_size: int = 64,
-               augment=None, seed: int = 0, callbacks=(), verbose: int = 2, label_smoothing: float = 0.0):
-    """Compile ``model`` (:func:`compile_model`) and fit it on in-memory uint8 images: the short
-    fine-tuning runs of pruning and quantization-aware training. ``augment``: an
-    :class:`tfxai.data.AugmentConfig` or None (no augmentation); ``learning_rate``: a number or
-    a Keras schedule."""
-    compile_model(model, num_classes, learning_rate, label_smoothing)
-    ds = data_lib.make_dataset(images, labels, num_classes, batch_size, training=True,
-                               augment=augment or data_lib.NO_AUGMENT, seed=seed)
-    return model.fit(ds, epochs=epochs, callbacks=list(callbacks), verbose=verbose)
+@dataclass(frozen=True)
+class FitSettings:
+    """A short fine-tuning run: ``learning_rate`` a number or a Keras schedule; ``augment`` an
+    :class:`tfxai.data.AugmentConfig` or None (no augmentation)."""
+
+    epochs: int
+    learning_rate: object
+    batch_size: int = 64
+    augment: object = None
+    seed: int = 0
+    label_smoothing: float = 0.0
+
+
+def fit_arrays(model, images, labels, num_classes: int, settings: FitSettings, callbacks=(), verbose: int = 2):
+    """Compile ``model`` (:func:`compile_model`) and fit it on in-memory uint8 images (N, S, S, C):
+    the short fine-tuning runs of pruning and quantization-aware training."""
+    compile_model(model, num_classes, settings.learning_rate, settings.label_smoothing)
+    ds = data_lib.make_dataset(images, labels, num_classes, settings.batch_size, training=True,
+                               augment=settings.augment or data_lib.NO_AUGMENT, seed=settings.seed)
+    return model.fit(ds, epochs=settings.epochs, callbacks=list(callbacks), verbose=verbose)
 
 
 def choose_threshold(config: TrainConfig, labels, proba) -> float:
@@ -260,11 +270,7 @@ def train(config: TrainConfig, splits: data_lib.DataSplits | None = None,
     strategy = make_strategy(config.strategy)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     datasets = _datasets(config, train_set, val_set, num_classes, global_batch)
-    with strategy.scope():
-        model = build_model(config.model_type, (config.image_size, config.image_size, config.channels),
-                            num_classes, weights="imagenet" if config.pretrained else config.weights,
-                            **config.model_options)
-        compile_model(model, num_classes, config.learning_rate, config.label_smoothing)
+    model = _build(config, num_classes, strategy)
     log.info("training %s (%s parameters) for %d epochs on %d images, batch %d on %d replica(s); run folder %s",
              config.model_type, f"{model.count_params():,}", config.epochs, len(train_set), global_batch,
              strategy.num_replicas_in_sync, out)
@@ -278,9 +284,25 @@ def train(config: TrainConfig, splits: data_lib.DataSplits | None = None,
     history = read_history(csv_path)
     _check_finite(history, out)
     val_metrics, threshold, temperature = _finish(config, out, run_config, train_set, val_set)
-
-    ips = [v for v in history.get("images_per_second", []) if math.isfinite(v)]
     seconds = time.perf_counter() - t_start
+    _record_finished(config, out, run_config, history, val_metrics, threshold, temperature, seconds)
+    return TrainResult(out, os.path.join(out, BEST_MODEL_NAME), history, val_metrics, threshold,
+                       splits.class_names, seconds, run_config["images_per_second"], resumed_from)
+
+
+def _build(config: TrainConfig, num_classes: int, strategy):
+    with strategy.scope():
+        model = build_model(config.model_type, (config.image_size, config.image_size, config.channels),
+                            num_classes, weights="imagenet" if config.pretrained else config.weights,
+                            **config.model_options)
+        compile_model(model, num_classes, config.learning_rate, config.label_smoothing)
+    return model
+
+
+def _record_finished(config: TrainConfig, out: str, run_config: dict, history: dict, val_metrics: dict,
+                     threshold: float, temperature: float | None, seconds: float) -> None:
+    """run_config.json (status "finished"), val_metrics.json and the final curves; phase files removed."""
+    ips = [v for v in history.get("images_per_second", []) if math.isfinite(v)]
     run_config.update({
         "status": "finished", "threshold": threshold, "temperature": temperature,
         "epochs_completed": len(history.get("epoch", [])), "val_metrics": val_metrics,
@@ -298,5 +320,3 @@ def train(config: TrainConfig, splits: data_lib.DataSplits | None = None,
     if history:
         plots.training_curves(history, os.path.join(out, "training_curves.png"),
                               f"{config.model_type} on {os.path.normpath(config.data_dir)}")
-    return TrainResult(out, os.path.join(out, BEST_MODEL_NAME), history, val_metrics, threshold,
-                       splits.class_names, seconds, run_config["images_per_second"], resumed_from)
