@@ -63,6 +63,8 @@ def test_cli_explains_one_image_and_writes_figure_and_json(checkpoint, xray_dir,
         assert 0.0 <= entry["probability"] <= 1.0 and entry["seconds"] > 0
         assert 0.0 <= entry["deletion_auc"] <= 1.0 and 0.0 <= entry["insertion_auc"] <= 1.0
         assert isinstance(entry["pointing_game"], bool) and 0 <= entry["energy_in_mask"] <= 1
+        assert 0.0 <= entry["lung_energy"] <= 1.0 and 0.05 < entry["lung_area"] < 0.6  # synthetic lungs found
+    assert result["summary"]["gradcam"]["lung_energy"] == pytest.approx(record["methods"]["gradcam"]["lung_energy"])
     assert set(record["agreement"]) == {"gradcam|gradcam++", "gradcam|lime", "gradcam++|lime"}
     assert record["methods"]["lime"]["params"]["num_samples"] == 100
     rows = list(csv.DictReader(open(out / "metrics.csv")))

@@ -437,3 +437,21 @@ def test_calibration_images_change_the_int8_calibration(tmp_path, trained_run, s
                      "--no-saved-model", "--no-onnx", "--latency-runs", "1", "--no-progress"]) == 0
         files[n] = (out / "model_int8.tflite").read_bytes()
     assert files[1] != files[100]
+
+
+@pytest.mark.parametrize("env,value", [("TFXAI_MAX_PIXELS", "lots"), ("TFXAI_MAX_FILE_MB", "0")])
+def test_a_bad_limit_in_the_environment_is_one_line(tmp_path, trained_run, monkeypatch, capsys, env, value):
+    monkeypatch.setenv(env, value)
+    image = _xrays(tmp_path, 1)[0]
+    assert main(["predict", "--image", image, "--checkpoint", trained_run.model_path, "--output",
+                 str(tmp_path / "o.png")]) == 2
+    assert env in _one_line_error(capsys)
+
+
+def test_a_folder_given_as_a_file_and_a_file_as_a_folder_are_named(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["train", "--data-dir", str(tmp_path / "notes.txt"), "--output-dir", str(tmp_path / "o"),
+                 "--no-progress"]) == 2
+    assert "is a file" in _one_line_error(capsys)
+    assert main(["predict", "--image", str(tmp_path / "notes.txt"), "--checkpoint", str(tmp_path)]) == 2
+    assert "is a folder" in _one_line_error(capsys)

@@ -245,6 +245,8 @@ def load_classifier(path: str, threshold: float | None = None,
     facts needs ``threshold`` given, or :class:`ModelFileError` says what is missing."""
     if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path!r} is a folder; expected a model file (best_model.keras or a .tflite)")
     if not os.path.isfile(path):
         raise ModelFileError(f"model file {path!r} does not exist")
     if path.endswith(".tflite"):

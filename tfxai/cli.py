@@ -14,6 +14,7 @@ import sys
 
 from . import __version__
 from .commands._args import Parser, add_debug, config_error_message
+from .data.decode import max_file_bytes, max_pixels
 from .errors import ConfigError, TfxaiError
 
 COMMANDS = {
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     prefix = f"tfxai {args.command}: error:"
     try:
+        max_pixels(), max_file_bytes()  # a bad $TFXAI_MAX_PIXELS / $TFXAI_MAX_FILE_MB stops here, once
         return int(_command_module(args.command).run(args) or 0)
     except ConfigError as err:
         if args.debug:

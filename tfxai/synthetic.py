@@ -82,6 +82,48 @@ def make_synthetic_xrays(n: int, image_size: int = 64, pneumonia_fraction: float
     return SyntheticXrays(np.stack([p[0] for p in pairs]), labels, np.stack([p[1] for p in pairs]))
 
 
+NON_XRAY_KINDS = ("noise", "gradient", "stripes", "shapes", "text", "photo-like")
+
+
+def make_non_xrays(n: int, image_size: int = 64, seed: int = 0) -> np.ndarray:
+    """``n`` grey images that are not chest X-rays, uint8 (n, S, S), cycling through
+    ``NON_XRAY_KINDS``: uniform noise, a smooth gradient, stripes, random filled shapes, lines of
+    "text" and a blurred random field (a photo-like texture). For checking an out-of-distribution
+    guard; deterministic in ``seed``."""
+    import cv2
+
+    if n < 1 or image_size < 16:
+        raise ValueError(f"need n >= 1 and image_size >= 16, got n={n!r}, image_size={image_size!r}")
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:image_size, 0:image_size].astype(np.float32) / image_size
+    out = np.zeros((n, image_size, image_size), np.uint8)
+    for i in range(n):
+        kind = NON_XRAY_KINDS[i % len(NON_XRAY_KINDS)]
+        if kind == "noise":
+            img = rng.uniform(0, 255, (image_size, image_size))
+        elif kind == "gradient":
+            a = rng.uniform(0, 2 * np.pi)
+            img = 255 * (np.cos(a) * xx + np.sin(a) * yy - min(0, np.cos(a)) - min(0, np.sin(a))) / 1.5
+        elif kind == "stripes":
+            img = 127.5 + 127.5 * np.sign(np.sin(2 * np.pi * rng.uniform(3, 12) * (xx if rng.random() < 0.5 else yy)))
+        elif kind == "shapes":
+            img = np.full((image_size, image_size), int(rng.integers(0, 256)), np.uint8)
+            for _ in range(rng.integers(3, 8)):
+                c = (int(rng.integers(0, image_size)), int(rng.integers(0, image_size)))
+                cv2.circle(img, c, int(rng.integers(3, image_size // 3)), int(rng.integers(0, 256)), -1)
+        elif kind == "text":
+            img = np.full((image_size, image_size), 235, np.uint8)
+            for row in range(4, image_size, max(8, image_size // 8)):
+                cv2.putText(img, "".join(rng.choice(list("ABCDEFGH0123 "), 10)), (2, row + 6),
+                            cv2.FONT_HERSHEY_PLAIN, max(0.4, image_size / 128), 20, 1)
+        else:
+            field = rng.normal(0, 1, (image_size // 4 + 1, image_size // 4 + 1))
+            img = cv2.resize(field, (image_size, image_size), interpolation=cv2.INTER_CUBIC)
+            img = 127.5 + 60 * img
+        out[i] = np.clip(img, 0, 255).astype(np.uint8)
+    return out
+
+
 def write_synthetic_dataset(root: str, counts: dict[str, int] | None = None, image_size: int = 64,
                             pneumonia_fraction: float = 0.5, seed: int = 0) -> dict[str, int]:
     """Write ``<root>/<split>/<CLASS>/synthNNNN.png`` plus ``<root>/masks/<split>/<CLASS>/synthNNNN.png``.

@@ -62,6 +62,8 @@ def list_images(path: str) -> list[str]:
 
 def find_split_dir(root: str, split: str) -> str | None:
     """``<root>/<split>`` matched case-insensitively (val also matches valid/validation)."""
+    if os.path.isfile(root):
+        raise DataError(f"data folder {root!r} is a file; expected a folder ({LAYOUT_HELP}) or a MedMNIST .npz")
     if not os.path.isdir(root):
         raise DataError(f"data folder {root!r} does not exist; {LAYOUT_HELP}")
     wanted = SPLIT_ALIASES.get(split.lower(), (split.lower(),))

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .gradcam import GradCAM
+from .metrics import energy_in_mask
+
 _WORK_SIZE = 256
 _ERODE = 9  # pixels at the 256-pixel working size
 _MIN_AREA, _MAX_AREA = 0.08, 0.45  # plausible share of the film covered by both lungs
@@ -131,9 +134,6 @@ def lung_energy_share(model, images: np.ndarray, target: int = 1, max_images: in
     location-blind map scores), "ratio": energy / area, "fallback": share of images where the
     prior mask was used, "n": images used}.
     """
-    from .gradcam import GradCAM
-    from .metrics import energy_in_mask
-
     images = np.asarray(images)
     if images.ndim != 4 or len(images) == 0:
         raise ValueError(f"images must be a non-empty (N, S, S, C) array, got shape {images.shape}")

@@ -27,6 +27,7 @@ from . import metrics as xm
 from .factory import make_explainer
 from .figures import comparison_figure, curves_figure, sample_figure
 from .lime import keras_predict_fn
+from .lungs import lung_mask
 from .report import ReportEntry, write_report
 from .types import CAM_METHODS, METHOD_TITLES, METHODS
 
@@ -209,11 +210,15 @@ class ModelExplainers:
 
     def explain(self, x: np.ndarray, target: int | None, mask: np.ndarray | None = None):
         """(probabilities (K,), predicted, target, {method: Explanation}, {method: measures},
-        {method: faithfulness curves})."""
+        {method: faithfulness curves}). Measures: seconds, deletion/insertion areas, the share of
+        heatmap energy inside the estimated lung fields (``lung_energy``, with the fields' share of
+        the image, ``lung_area``, as the level a location-blind map reaches), and pointing game and
+        energy in ``mask`` when a lesion mask is known."""
         s = self.settings
         proba = np.asarray(self.predict_fn(x[None].astype(np.float32)))[0]
         predicted = int(self.clf.decide(proba[None])[0])
         target = predicted if target is None else target
+        lungs = lung_mask(x) if s.metrics else None
         explanations, measures, curves = {}, {}, {}
         for m, explainer in self.explainers.items():
             exp = explainer.explain(x[None].astype(np.float32), [target])[0]
@@ -223,7 +228,8 @@ class ModelExplainers:
                 faith = xm.faithfulness(self.predict_fn, x, exp.heatmap, target, s.steps, s.deletion_baseline,
                                         s.insertion_baseline, seed=s.seed)
                 curves[m] = faith
-                row.update(deletion_auc=faith["deletion"].auc, insertion_auc=faith["insertion"].auc)
+                row.update(deletion_auc=faith["deletion"].auc, insertion_auc=faith["insertion"].auc,
+                           lung_energy=xm.energy_in_mask(exp.heatmap, lungs), lung_area=float(lungs.mean()))
                 if mask is not None and mask.any():
                     row.update(pointing_game=xm.pointing_game(exp.heatmap, mask),
                                energy_in_mask=xm.energy_in_mask(exp.heatmap, mask))
