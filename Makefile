@@ -2,10 +2,11 @@
 # make test: install and run the whole test suite (what CI runs)
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
+MEDIAPIPE_VENV := .venv-mediapipe
 
 .PHONY: install demo test test-fast
 
-install:
+install: $(MEDIAPIPE_VENV)/.installed
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 
@@ -17,3 +18,12 @@ test: install
 
 test-fast: install
 	$(PYTHON) -m pytest -q -ra -m "not slow"
+
+# MediaPipe (TFLite metadata writer + Tasks ImageClassifier, for `tfxai export --target android` and
+# its tests) needs numpy < 2 and protobuf 4: a venv of its own, rebuilt only when its pins change.
+$(MEDIAPIPE_VENV)/.installed: requirements-mediapipe.txt
+	rm -rf $(MEDIAPIPE_VENV)
+	$(PYTHON) -m venv $(MEDIAPIPE_VENV)
+	$(MEDIAPIPE_VENV)/bin/python -m pip install -q --no-deps -r requirements-mediapipe.txt
+	$(MEDIAPIPE_VENV)/bin/python -c "import mediapipe.tasks.python.vision, mediapipe.tasks.python.metadata.metadata_writers.metadata_writer"
+	touch $@

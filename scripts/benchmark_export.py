@@ -14,6 +14,14 @@ process: the median latency per image (batch of one, after warm-up, ``--latency-
 the file size raw and gzipped, accuracy and agreement with Keras on the same validation images,
 and the ratios against the Keras model and against TFLite float32. A benchmark, not a test:
 numbers depend on the CPU and on what else runs on it.
+
+``--sparse`` measures sparse inference instead (``tfxai.compress.sparse``): TFLite float32, float32
+converted with ``EXPERIMENTAL_SPARSITY``, int8 and sparse int8, each under LiteRT with 1 and 2 threads::
+
+    python scripts/benchmark_export.py --sparse --architecture mobilenet_v2 --padding symmetric \
+        --zero-1x1 0.8 --image-sizes 224 --data-dir chest_xray
+    python scripts/benchmark_export.py --sparse --models runs/prune_latency/models/dense.keras,\
+runs/prune_latency/models/iterative_80.keras --data-dir chest_xray
 """
 from __future__ import annotations
 
@@ -42,6 +50,13 @@ def _parse(argv):
     p.add_argument("--resize-mode", default="pad")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default=os.path.join("runs", "benchmark_export"))
+    p.add_argument("--sparse", action="store_true", help="sparse-inference benchmark: float32, sparse "
+                   "float32, int8, sparse int8 at each --threads")
+    p.add_argument("--threads", default="1,2", help="--sparse: LiteRT thread counts")
+    p.add_argument("--padding", default="same", help="--architecture mobilenet_v2: same | symmetric")
+    p.add_argument("--zero-1x1", type=float, default=0.0,
+                   help="--architecture: zero this share of the smallest weights of every 1x1 conv "
+                   "(the zeros of a pruned model, for timing)")
     return p.parse_args(argv)
 
 
@@ -60,10 +75,36 @@ def _models(args):
         return
     from tfxai.models import build_model, get_spec
 
-    options = {"alpha": args.alpha} if "alpha" in get_spec(args.architecture).options else {}
+    spec_options = get_spec(args.architecture).options
+    options = {"alpha": args.alpha} if "alpha" in spec_options else {}
+    if args.padding != "same":
+        options["padding"] = args.padding
     for size in [int(t) for t in args.image_sizes.split(",") if t.strip()]:
-        yield (f"{args.architecture}_{size}px_untrained",
-               build_model(args.architecture, (size, size, args.channels), 2, **options), False)
+        model = build_model(args.architecture, (size, size, args.channels), 2, **options)
+        if args.zero_1x1:
+            from tfxai.compress.sparse import zero_smallest_1x1
+
+            zero_smallest_1x1(model, args.zero_1x1)
+        yield f"{args.architecture}_{size}px_untrained", model, False
+
+
+def _sparse_rows(args, name, model, trained, data, val, facts) -> list[dict]:
+    from tfxai.classifier import keras_classifier
+    from tfxai.compress import sparse
+    from tfxai.compress.tflite import Calibration
+
+    threads = tuple(int(t) for t in args.threads.split(",") if t.strip())
+    reference = keras_classifier(model, facts).predict_proba(val.images) if trained else None
+    files = sparse.sparse_variants(model, Calibration(data.train.images, seed=args.seed))
+    rows = sparse.measure_sparse_inference(files, os.path.join(args.output_dir, name), val.images,
+                                           val.labels if trained else None, reference,
+                                           float(facts["threshold"]), threads, args.latency_runs)
+    print(f"\n{name}: 1x1 conv sparsity {sparse.sparsity_1x1(model):.3f}; XNNPack sparse check: "
+          f"{sparse.xnnpack_sparse_problem(model) or 'structure supported'}; latency = median of "
+          f"{args.latency_runs} single-image runs after warm-up ({os.cpu_count()} CPU cores)"
+          + (f"; accuracy on {len(val)} validation images" if trained else ""))
+    print(sparse.format_sparse_table(rows))
+    return rows
 
 
 def main(argv=None) -> int:
@@ -92,6 +133,9 @@ def main(argv=None) -> int:
         facts = model_facts(data.class_names, size, channels, args.resize_mode,
                             float(stored.get("threshold", 0.5)), source_model=path)
         name = os.path.splitext(os.path.basename(path))[0]
+        if args.sparse:
+            results[path] = _sparse_rows(args, name, model, trained, data, val, facts)
+            continue
         rows = export_and_measure(model, os.path.join(args.output_dir, name), quantizations,
                                   Calibration(data.train.images, seed=args.seed),
                                   EvalSet(val.images, val.labels, latency_runs=args.latency_runs), facts, name)

@@ -18,7 +18,7 @@ def test_train_cli_returns_0_and_writes_its_files(tmp_path, synthetic_dir, capsy
                  "--model-options", '{"width": 8, "depth": 2}', "--cache-dir", "none"])
     assert code == 0
     captured = capsys.readouterr()
-    assert "train: NORMAL 80, PNEUMONIA 80 (total 160)" in captured.err  # progress is logged to stderr
+    assert "train: NORMAL 80, PNEUMONIA 80 (total 160)" in captured.out
     assert "validation (threshold 0.500)" in captured.out
     for name in ("best_model.keras", "run_config.json", "history.csv", "training_curves.png"):
         assert (out / name).exists(), name

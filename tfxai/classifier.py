@@ -55,6 +55,36 @@ def model_facts(class_names, image_size: int, channels: int, resize_mode: str = 
             "temperature": None if temperature is None else float(temperature), **extra}
 
 
+def classifier_problem(model) -> str | None:
+    """None when ``model`` is an image classifier tfxai can use (input (N, S, S, 1|3), output
+    (N, 1) sigmoid or (N, K >= 2) softmax), else what is wrong, naming the shape or activation."""
+    inputs, outputs = model.inputs, model.outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        return f"expected one image input and one output, got {len(inputs)} input(s) and {len(outputs)} output(s)"
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[3] not in (1, 3) or not shape[1] or shape[1] != shape[2]:
+        return f"expected a square image input (N, S, S, 1 or 3), got {shape}"
+    out = tuple(model.output_shape)
+    if len(out) != 2 or not out[1]:
+        return f"expected class scores of shape (N, K), got output shape {out}"
+    last = model.layers[-1]
+    activation = getattr(getattr(last, "activation", None), "__name__", None)
+    if activation is None and type(last).__name__ == "Softmax":
+        activation = "softmax"
+    wanted = "sigmoid" if out[1] == 1 else "softmax"
+    if activation != wanted:
+        return (f"expected a {wanted} output for {out[1]} unit(s) (a classifier), got layer "
+                f"{last.name!r} with activation {activation!r}")
+    return None
+
+
+def check_classifier(model, path: str) -> None:
+    """Raise :class:`ModelFileError` naming ``path`` when ``model`` is not an image classifier."""
+    problem = classifier_problem(model)
+    if problem:
+        raise ModelFileError(f"{path!r} is not an image classifier tfxai can use or export: {problem}")
+
+
 def check_facts(facts: dict, where: str, num_classes: int | None = None) -> dict:
     """Validate decision facts read from a file; ModelFileError naming the field and the file."""
     def bad(key, expected):
@@ -262,13 +292,8 @@ def load_classifier(path: str, threshold: float | None = None,
     else:
         interp = None
         model = load_model(path)
-        if isinstance(model.input_shape, list) or isinstance(model.output_shape, list):
-            raise ModelFileError(f"{path!r} has several inputs or outputs; a tfxai classifier has one image "
-                                 f"input and one output of class scores")
+        check_classifier(model, path)
         shape = [int(s) if s else 0 for s in model.input_shape]
-        if len(model.output_shape) != 2:
-            raise ModelFileError(f"{path!r} outputs shape {model.output_shape}, not class scores (N, K); "
-                                 f"it is not a classifier")
         units = int(model.output_shape[-1])
         facts_pair = _keras_facts(path)
     if len(shape) != 4 or shape[3] not in (1, 3):

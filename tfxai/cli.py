@@ -63,10 +63,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(_Formatter())
+    """Progress (INFO) goes to stdout with the command's other output; warnings and errors to stderr."""
+    out = logging.StreamHandler(sys.stdout)
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING)
+    for handler in (out, err):
+        handler.setFormatter(_Formatter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [out, err]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
         for noisy in ("absl", "tensorflow", "h5py", "matplotlib", "PIL"):

@@ -6,6 +6,7 @@ problems get one sigmoid unit (probability of the positive class, index 1); more
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass, field
@@ -48,6 +49,17 @@ class OptionRange:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """A model option that takes one of ``values``."""
+
+    values: tuple[str, ...]
+
+    def check(self, name: str, value) -> None:
+        if value not in self.values:
+            raise ValueError(f"model option {name!r} must be one of {list(self.values)}, got {value!r}")
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What the registry knows about a model type.
 
@@ -59,7 +71,7 @@ class ModelSpec:
     builder: Callable[..., keras.Model]
     preprocessing: str
     supports_imagenet: bool = False
-    options: dict[str, OptionRange] = field(default_factory=dict)
+    options: dict[str, OptionRange | Choice] = field(default_factory=dict)
 
     def check_options(self, options: dict) -> None:
         """ValueError naming an unknown option or a value out of range."""
@@ -227,7 +239,10 @@ def _mobilenet_weights_file(alpha: float, rows: int) -> str:
 
 
 def _build_mobilenet_v2(shape, num_classes, weights=None, alpha: float = 1.0, dropout: float = 0.2,
-                        trainable_backbone_layers: int | None = None) -> keras.Model:
+                        trainable_backbone_layers: int | None = None, padding: str = "same") -> keras.Model:
+    if padding not in ("same", "symmetric"):
+        raise ValueError(f"mobilenet_v2 padding must be 'same' (Keras) or 'symmetric' (XNNPack sparse "
+                         f"inference), got {padding!r}")
     inputs = keras.Input(shape, name="image")
     x = inputs
     if shape[2] == 1:
@@ -252,9 +267,69 @@ def _build_mobilenet_v2(shape, num_classes, weights=None, alpha: float = 1.0, dr
     x = layers.GlobalAveragePooling2D(name="gap")(backbone.output)
     outputs = _head(x, num_classes, dropout)
     model = keras.Model(inputs, outputs, name="mobilenet_v2")
+    if padding == "symmetric":  # stride-2 layers pad 1 on each side: see tfxai.compress.sparse
+        model = symmetric_stride2_padding(model)
     if weights == "imagenet":
         set_backbone_trainable(model, trainable_layers=trainable_backbone_layers or 0)
     return model
+
+
+def _stride2_3x3(cfg: dict) -> bool:
+    return (tuple(cfg.get("strides", (1, 1))) == (2, 2) and tuple(cfg.get("kernel_size", (1, 1))) == (3, 3)
+            and tuple(cfg.get("dilation_rate", (1, 1))) == (1, 1))
+
+
+def symmetric_stride2_padding(model):
+    """A copy of ``model`` in which every 3x3 stride-2 (depthwise) convolution pads 1 pixel on
+    each side (what XNNPack's sparse inference and tfmot's ``PruneForLatencyOnXNNPack`` require)
+    instead of TensorFlow's "same" (0 before, 1 after on even sizes).
+
+    A ``padding="same"`` layer becomes ``ZeroPadding2D(1)`` + ``padding="valid"``; a
+    ``ZeroPadding2D`` feeding a ``"valid"`` one is set to ``((1, 1), (1, 1))``. Output shapes are
+    unchanged for every input size; weights are copied by layer name. Returns the model itself
+    when nothing needs to change. Functional models only.
+    """
+    config = model.get_config()
+    if "layers" not in config or "input_layers" not in config:
+        raise ValueError(f"symmetric_stride2_padding needs a functional Keras model, got {type(model).__name__}")
+    layers = copy.deepcopy(config["layers"])
+    by_name = {layer["name"]: layer for layer in layers}
+    out, changed = [], 0
+    for layer in layers:
+        cls, cfg = layer["class_name"], layer["config"]
+        if cls in ("Conv2D", "DepthwiseConv2D") and _stride2_3x3(cfg):
+            nodes = layer["inbound_nodes"]
+            if cfg.get("padding") == "same":
+                if len(nodes) != 1 or len(nodes[0]) != 1:
+                    raise ValueError(f"layer {layer['name']!r} is called more than once; cannot insert padding")
+                pad_name = f"{layer['name']}_sympad"
+                out.append({"class_name": "ZeroPadding2D", "name": pad_name,
+                            "config": {"name": pad_name, "trainable": False, "dtype": cfg.get("dtype", "float32"),
+                                       "padding": ((1, 1), (1, 1)), "data_format": "channels_last"},
+                            "inbound_nodes": copy.deepcopy(nodes)})
+                nodes[0][0][0] = pad_name
+                cfg["padding"] = "valid"
+                changed += 1
+            else:
+                producer = by_name.get(nodes[0][0][0]) if nodes and nodes[0] else None
+                if producer is not None and producer["class_name"] == "ZeroPadding2D":
+                    pad = tuple(tuple(p) for p in producer["config"]["padding"])
+                    if pad != ((1, 1), (1, 1)):
+                        producer["config"]["padding"] = ((1, 1), (1, 1))
+                        changed += 1
+        out.append(layer)
+    if not changed:
+        return model
+    config["layers"] = out
+    rebuilt = keras.Model.from_config(config)
+    for layer in model.layers:
+        if layer.weights:
+            rebuilt.get_layer(layer.name).set_weights(layer.get_weights())
+    for a, b in zip(model.outputs, rebuilt.outputs):
+        if tuple(a.shape[1:]) != tuple(b.shape[1:]):
+            raise AssertionError(f"padding rewrite changed an output shape: {a.shape} -> {b.shape}")
+    log.info("rebuilt %s with symmetric padding on %d stride-2 layer(s)", model.name, changed)
+    return rebuilt
 
 
 def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -306,5 +381,5 @@ register_model(ModelSpec(
     "mobilenet_v2", _build_mobilenet_v2, preprocessing="grey repeated to RGB; x / 127.5 - 1",
     supports_imagenet=True,
     options={"alpha": OptionRange(float, 0.35, 1.4), "dropout": _DROPOUT,
-             "trainable_backbone_layers": OptionRange(int, 0, 200)},
+             "trainable_backbone_layers": OptionRange(int, 0, 200), "padding": Choice(("same", "symmetric"))},
 ))

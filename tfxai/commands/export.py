@@ -9,6 +9,10 @@ Every ``.tflite`` gets ``<name>.json`` and ``labels.txt`` beside it (what ``tfxa
 Android app need); int8 calibrates on training images from ``--data-dir`` and every file is
 measured on its validation images (accuracy, agreement with Keras, largest probability
 difference, LiteRT latency, size raw and gzipped).
+
+``--target android`` writes ``<name>_android_<quantization>.tflite`` instead: RGB input, one score
+per class and embedded TFLite metadata, for MediaPipe's ``ImageClassifier``
+(:mod:`tfxai.compress.android`).
 """
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ from dataclasses import replace
 import numpy as np
 
 from ..classifier import LABELS_NAME, keras_classifier, load_classifier, model_facts
+from ..compress.android import android_metadata, export_and_measure_android, export_android
 from ..compress.measure import EvalSet, export_table, file_sizes
+from ..compress.mediapipe_env import venv_python
 from ..compress.qat import quantize_aware
 from ..compress.tflite import (Calibration, export_and_measure, export_measured, export_onnx, export_saved_model,
                                export_tflite, parse_quantizations)
@@ -30,7 +36,8 @@ from ..training import FitSettings, fit_arrays
 from . import _args
 
 REPORT_COLUMNS = ("format", "quantization", "path", "size_bytes", "gzip_bytes", "accuracy", "agreement",
-                  "max_prob_diff", "latency_ms", "input_dtype", "n")
+                  "max_prob_diff", "latency_ms", "input_dtype", "n", "mediapipe_agreement",
+                  "mediapipe_max_score_diff")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +68,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _args.add_threshold(parser)
     _args.add_seed(parser)
     _args.add_progress(parser)
+    android = parser.add_argument_group("--target android (MediaPipe ImageClassifier; see the README)")
+    android.add_argument("--target", choices=("default", "android"), default="default",
+                         help="default: the files above; android: RGB input, one score per class, "
+                         "embedded TFLite metadata (needs the MediaPipe venv from `make install`)")
+    android.add_argument("--model-name", help="metadata name (default: from the checkpoint)")
+    android.add_argument("--author", default="unspecified (set with tfxai export --author)")
+    android.add_argument("--license", default="unspecified (set with tfxai export --license)")
+    android.add_argument("--mediapipe-check", type=_args.NON_NEGATIVE, default=20,
+                         help="validation images also classified by MediaPipe's ImageClassifier (0 = off)")
 
 
 def _pqat_row(model, data, evalset: EvalSet, calibration: Calibration, facts: dict, args) -> dict:
@@ -87,15 +103,19 @@ def _facts(clf, checkpoint: str) -> dict:
                        source_model=os.path.abspath(checkpoint))
 
 
+def _stem(args, q: str) -> str:
+    return f"{args.name}_android_{q}" if args.target == "android" else f"{args.name}_{q}"
+
+
 def _planned(args, quantizations) -> list[str]:
-    names = [f"{args.name}_{q}{ext}" for q in quantizations for ext in (".tflite", ".json")] + [LABELS_NAME]
+    names = [f"{_stem(args, q)}{ext}" for q in quantizations for ext in (".tflite", ".json")] + [LABELS_NAME]
     if args.data_dir:
         names.append(f"{args.name}.keras")
     if args.pqat_epochs:
         names += [f"{args.name}_int8_pqat.tflite", f"{args.name}_int8_pqat.json"]
-    if args.saved_model:
+    if args.saved_model and args.target == "default":
         names.append(f"{args.name}_saved_model")
-    if args.onnx:
+    if args.onnx and args.target == "default":
         names.append(f"{args.name}.onnx")
     return names + list(EXPORT_REPORT)
 
@@ -111,7 +131,12 @@ def _measured_rows(model, clf, facts, quantizations, args) -> list[dict]:
         val = val.subset(np.sort(np.random.default_rng(args.seed).permutation(len(val))[:args.eval_images]))
     calibration = Calibration(data.train.images, args.calibration_images, args.seed)
     evalset = EvalSet(val.images, val.labels, latency_runs=args.latency_runs)
-    rows = export_and_measure(model, args.output_dir, quantizations, calibration, evalset, facts, args.name)
+    if args.target == "android":
+        meta = android_metadata(model, facts, args.checkpoint, args.model_name, args.author, args.license)
+        rows = export_and_measure_android(model, args.output_dir, quantizations, calibration, evalset, facts,
+                                          meta, args.name, args.mediapipe_check)
+    else:
+        rows = export_and_measure(model, args.output_dir, quantizations, calibration, evalset, facts, args.name)
     if args.pqat_epochs:
         rows.append(_pqat_row(model, data, evalset, calibration, facts, args))
     print(f"measured on {len(val)} validation images of {args.data_dir}"
@@ -122,16 +147,24 @@ def _measured_rows(model, clf, facts, quantizations, args) -> list[dict]:
 def _size_rows(model, facts, quantizations, args) -> list[dict]:
     rows = []
     for q in quantizations:
-        path = export_tflite(model, os.path.join(args.output_dir, f"{args.name}_{q}.tflite"), q, None, facts)
+        path = os.path.join(args.output_dir, f"{_stem(args, q)}.tflite")
+        if args.target == "android":
+            meta = android_metadata(model, facts, args.checkpoint, args.model_name, args.author, args.license)
+            export_android(model, path, q, facts, meta)
+        else:
+            export_tflite(model, path, q, None, facts)
         raw, gz = file_sizes(path)
-        rows.append({"format": "tflite", "quantization": q, "path": path, "size_bytes": raw,
-                     "gzip_bytes": gz, "input_dtype": load_classifier(path).input_dtype.name})
+        rows.append({"format": "android" if args.target == "android" else "tflite", "quantization": q,
+                     "path": path, "size_bytes": raw, "gzip_bytes": gz,
+                     "input_dtype": load_classifier(path).input_dtype.name})
     print("no --data-dir: sizes only (no accuracy, agreement or latency)")
     return rows
 
 
 def _other_formats(model, args) -> list[dict]:
     rows = []
+    if args.target != "default":
+        return rows
     if args.saved_model:
         folder = export_saved_model(model, os.path.join(args.output_dir, f"{args.name}_saved_model"))
         raw, gz = file_sizes(folder)
@@ -160,6 +193,10 @@ def run(args: argparse.Namespace) -> int:
         raise TfxaiError(f"--checkpoint {args.checkpoint!r} is already a TFLite file; export takes the "
                          f"trained .keras model")
     clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
+    if args.target == "android":
+        if args.pqat_epochs:
+            raise TfxaiError("--pqat-epochs exports the default target only; drop it with --target android")
+        venv_python()  # the metadata writer's venv: one clear line before any work when it is missing
     OutputFolder(args.output_dir, "export", [args.checkpoint, args.data_dir]).claim(_planned(args, quantizations))
     config = _facts(clf, args.checkpoint)
     model = clf.model

@@ -93,6 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frequency", type=_args.POSITIVE, default=10, help="iterative: steps between mask updates")
     parser.add_argument("--min-params", type=_args.NON_NEGATIVE, default=1024,
                         help="layers with fewer kernel weights are not pruned (the first conv never is)")
+    parser.add_argument("--policy", choices=("default", "latency"), default="default",
+                        help="which layers are pruned: default (Conv2D and Dense kernels) or latency "
+                        "(tfmot PruneForLatencyOnXNNPack: 1x1 convs only, for XNNPack sparse inference; "
+                        "MobileNetV2 is then built with symmetric stride-2 padding)")
     parser.add_argument("--structured-2x4", action=argparse.BooleanOptionalAction, default=False,
                         help="also run one-shot 2:4 structured sparsity (tfmot sparsity_m_by_n)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
@@ -133,6 +137,8 @@ def build_config(args: argparse.Namespace, source: str):
     options = {}
     if "alpha" in spec.options:
         options["alpha"] = pick("alpha")
+    if args.policy == "latency" and "padding" in spec.options:
+        options["padding"] = "symmetric"  # XNNPack runs only symmetric stride-2 padding sparse
     for name in ("width", "depth"):
         if getattr(args, name) is not None:
             if name not in spec.options:
@@ -152,7 +158,7 @@ def build_config(args: argparse.Namespace, source: str):
             augment=pick("augment"), max_train_images=pick("max_train_images") or None,
             max_eval_images=pick("max_eval_images") or None, latency_runs=pick("latency_runs"),
             calibration_images=args.calibration_images, dense_fine_tune=pick("dense_fine_tune"),
-            pqat_epochs=pick("pqat_epochs"), hflip=source == "cifar10", seed=args.seed)
+            pqat_epochs=pick("pqat_epochs"), hflip=source == "cifar10", seed=args.seed, policy=args.policy)
     except ValueError as err:
         raise TfxaiError(str(err)) from None
 

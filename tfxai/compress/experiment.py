@@ -35,11 +35,13 @@ from .measure import gzip_size, keras_latency_ms, median_latency_ms
 from .prune import (MODES, LayerPolicy, copy_model, iterative_schedule, measure_sparsity, one_shot_schedule,
                     prune_model, pruning_callbacks, random_prune, strip)
 from .qat import plain_weights, quantize_aware
+from .sparse import xnnpack_sparse_problem
 from .tflite import Calibration, convert_tflite, export_tflite
 
 log = logging.getLogger(__name__)
 
 CIFAR10_ARCHIVE_NAME = "cifar10_train_jpg.tar.gz"
+POLICIES = ("default", "latency")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class ExperimentConfig:
     so that extra training is not mistaken for a benefit of pruning.
     hflip: left-right flips in the augmentation (natural images; never for chest X-rays).
     The dense baseline trains with a cosine-decaying learning rate; pruned runs with a constant one.
+    policy: "default" (Conv2D and Dense kernels, see :mod:`tfxai.compress.prune`) or "latency"
+    (tfmot's PruneForLatencyOnXNNPack: 1x1 convolutions only, for XNNPack sparse inference).
     pqat_epochs: when > 0, every one-shot and iterative model also gets this many epochs of
     sparsity-preserving quantization-aware training (rows "<mode>+pqat", int8 from the QAT model).
     """
@@ -82,8 +86,11 @@ class ExperimentConfig:
     pqat_epochs: int = 0
     hflip: bool = False
     seed: int = 0
+    policy: str = "default"
 
     def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
         bad = [m for m in self.modes if m not in MODES]
         if bad or not self.modes:
             raise ValueError(f"modes must be a non-empty subset of {MODES}, got {self.modes!r}")
@@ -242,12 +249,22 @@ class _Comparison:
         return plain_weights(qat_model, pruned), qat_model
 
 
+def _check_latency_policy(model, policy: LayerPolicy, source: str) -> None:
+    """Before any training: the latency policy needs a model XNNPack can run sparse."""
+    problem = xnnpack_sparse_problem(model) if policy.xnnpack_latency else None
+    if problem:
+        raise DataError(f"--policy latency: {source!r} cannot run sparse under XNNPack ({problem}); use "
+                        f"MobileNetV2 with padding 'symmetric' (tfxai train --model-options "
+                        f"'{{\"padding\": \"symmetric\"}}')")
+
+
 def _dense_baseline(run: _Comparison, checkpoint: str | None) -> int:
     """Load or train the dense model into ``run.dense``; returns the epochs it trained here."""
     cfg = run.cfg
     shape = (cfg.image_size, cfg.image_size, cfg.channels)
     if checkpoint:
         run.dense = load_model(checkpoint)
+        _check_latency_policy(run.dense, run.policy, checkpoint)
         if tuple(run.dense.input_shape[1:]) != shape:
             raise DataError(f"{checkpoint!r} takes input {run.dense.input_shape[1:]}, but the data is "
                             f"{shape}; set --image-size/--channels to match")
@@ -256,6 +273,7 @@ def _dense_baseline(run: _Comparison, checkpoint: str | None) -> int:
                             f"{run.num_classes} classes")
         return 0
     run.dense = build_model(cfg.model_type, shape, run.num_classes, **dict(cfg.model_options))
+    _check_latency_policy(run.dense, run.policy, cfg.model_type)
     log.info("training the dense %s baseline for %d epochs on %d images", cfg.model_type, cfg.epochs, len(run.train))
     decay_steps = max(1, cfg.epochs * run.steps_per_epoch)
     run.fit(run.dense, cfg.epochs, keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps, alpha=0.05),
@@ -305,7 +323,8 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
     if train.images.shape[1:] != (cfg.image_size, cfg.image_size, cfg.channels):
         raise DataError(f"training images have shape {train.images.shape[1:]}, the config expects "
                         f"({cfg.image_size}, {cfg.image_size}, {cfg.channels})")
-    run = _Comparison(cfg, train, val, list(data.class_names), output_dir, verbose, LayerPolicy(min_params=cfg.min_params))
+    run = _Comparison(cfg, train, val, list(data.class_names), output_dir, verbose,
+                      LayerPolicy(min_params=cfg.min_params, xnnpack_latency=cfg.policy == "latency"))
     t_start = time.time()
     keras.utils.set_random_seed(cfg.seed)
     dense_epochs = _dense_baseline(run, checkpoint)

@@ -103,12 +103,15 @@ class LayerPolicy(tfmot.sparsity.keras.PruningPolicy):
 
     min_params: layers with fewer kernel weights stay dense. skip_first_conv: the first Conv2D
     stays dense. exclude: layer names that stay dense. m_by_n: (2, 4) for structured sparsity.
+    xnnpack_latency: tfmot's ``PruneForLatencyOnXNNPack`` on top: only 1x1 Conv2D layers, the
+    ones XNNPack runs sparse (:mod:`tfxai.compress.sparse`), in a model it can run sparse.
     """
 
     min_params: int = 1024
     skip_first_conv: bool = True
     exclude: tuple[str, ...] = ()
     m_by_n: tuple[int, int] | None = None
+    xnnpack_latency: bool = False
     _first_conv: str | None = field(default=None, repr=False, compare=False)
 
     def reason_not_pruned(self, layer, first_conv: str | None) -> str | None:
@@ -117,6 +120,8 @@ class LayerPolicy(tfmot.sparsity.keras.PruningPolicy):
             return "depthwise conv (tfmot does not prune it)"
         if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
             return "no prunable kernel"
+        if self.xnnpack_latency and not tfmot.sparsity.keras.PruneForLatencyOnXNNPack().allow_pruning(layer):
+            return "not a 1x1 conv (latency policy: XNNPack runs only 1x1 convs sparse)"
         if layer.name in self.exclude:
             return "excluded by name"
         if self.skip_first_conv and layer.name == first_conv:
@@ -130,6 +135,12 @@ class LayerPolicy(tfmot.sparsity.keras.PruningPolicy):
 
     # tfmot's PruningPolicy interface: the model is seen first, then each layer.
     def ensure_model_supports_pruning(self, model) -> None:
+        if self.xnnpack_latency:
+            try:  # tfmot's own check of what XNNPack can run sparse
+                tfmot.sparsity.keras.PruneForLatencyOnXNNPack().ensure_model_supports_pruning(model)
+            except ValueError as err:
+                raise ValueError(f"the latency policy (tfmot PruneForLatencyOnXNNPack) refuses {model.name!r}: "
+                                 f"{str(err).splitlines()[0]}; build MobileNetV2 with padding='symmetric'") from None
         self._first_conv = first_conv_name(model)
         if not any(self.reason_not_pruned(layer, self._first_conv) is None for layer in model.layers):
             raise ValueError(f"no layer of {model.name!r} qualifies for pruning under {self}")
@@ -140,7 +151,8 @@ class LayerPolicy(tfmot.sparsity.keras.PruningPolicy):
     def to_dict(self) -> dict:
         return {"min_params": self.min_params, "skip_first_conv": self.skip_first_conv,
                 "exclude": list(self.exclude), "m_by_n": list(self.m_by_n) if self.m_by_n else None,
-                "pruned_layer_types": ["Conv2D", "Dense"],
+                "xnnpack_latency": self.xnnpack_latency,
+                "pruned_layer_types": ["Conv2D 1x1"] if self.xnnpack_latency else ["Conv2D", "Dense"],
                 "never_pruned": ["DepthwiseConv2D", "BatchNormalization", "biases"]}
 
 

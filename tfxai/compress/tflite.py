@@ -67,19 +67,24 @@ def representative_sample(images: np.ndarray, count: int = 200, seed: int = 0) -
     return np.concatenate([extremes, images[np.sort(idx)]])
 
 
-def convert_tflite(model, quantization: str = "float32", calibration: Calibration | None = None) -> bytes:
+def convert_tflite(model, quantization: str = "float32", calibration: Calibration | None = None,
+                   sparse: bool = False) -> bytes:
     """Convert a Keras model (raw [0, 255] float32 input) to a TFLite flatbuffer.
 
     quantization: "float32" (none), "dynamic" (int8 weights, float activations), "float16"
     (float16 weights), "int8" (full integer, uint8 input and output; needs ``calibration``).
+    sparse: also ``Optimize.EXPERIMENTAL_SPARSITY``: weights with enough zeros (a pruned model) are
+    stored sparse (see :mod:`tfxai.compress.sparse`).
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    extra = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
+    converter.optimizations = extra
     if quantization == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.optimizations = [tf.lite.Optimize.DEFAULT, *extra]
     elif quantization == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.optimizations = [tf.lite.Optimize.DEFAULT, *extra]
         converter.target_spec.supported_types = [tf.float16]
     elif quantization == "int8":
         if calibration is None:
@@ -90,7 +95,7 @@ def convert_tflite(model, quantization: str = "float32", calibration: Calibratio
             for i in range(len(sample)):
                 yield [sample[i:i + 1]]
 
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.optimizations = [tf.lite.Optimize.DEFAULT, *extra]
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
