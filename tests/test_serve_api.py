@@ -131,6 +131,8 @@ def test_overlay_size_and_overlay_off_are_honoured(served, big_file):
     assert decode_png(small["overlay_png"]).shape[:2] == (130, 100)
     off = post_file(served.client, "a.png", data, params={"overlay": "false"}).json()
     assert off["overlay_png"] is None and off["label"] == small["label"]
+    outcome = served.engine.run([served.engine.prepare(data, "a.png")] * 2, [False, True])
+    assert outcome[0].heatmap is None and outcome[1].heatmap.shape == (32, 32)  # Grad-CAM only when asked
     bad = post_file(served.client, "a.png", data, params={"overlay_size": "-3"})
     assert bad.status_code == 400 and "overlay_size" in bad.json()["error"]
 
@@ -151,6 +153,38 @@ def test_batch_answers_each_file_in_order_and_reports_bad_ones(served, images):
         label, proba = want[res["name"]]
         assert res["label"] == label and res["positive_probability"] == pytest.approx(float(proba[1]), abs=1e-5)
         assert decode_png(res["overlay_png"]).shape[:2] == (16, 16)  # overlay_size is the longest side
+
+
+def test_a_model_with_a_temperature_answers_calibrated_probabilities(served, images):
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from tfxai.metrics import apply_temperature
+    from tfxai.serve.app import create_app
+    from tfxai.serve.engine import Engine
+
+    calibrated = dataclasses.replace(served.clf, temperature=2.5)
+    with Engine(calibrated) as engine:
+        client = TestClient(create_app(engine), base_url="http://127.0.0.1")
+        body = post_file(client, "a.png", Path(images[0]).read_bytes(), params={"overlay": "false"}).json()
+        card = client.get("/api/model").json()
+    names = served.clf.class_names
+    raw = np.array([[body["uncalibrated_probabilities"][c] for c in names]], np.float32)
+    want = expected_predictions(served.clf, images[:1])[os.path.basename(images[0])][1]
+    assert raw[0] == pytest.approx(want.tolist(), abs=1e-5)  # before temperature: the uncalibrated model
+    scaled = apply_temperature(raw, 2.5)[0]
+    assert [body["probabilities"][c] for c in names] == pytest.approx(scaled.tolist(), abs=1e-5)
+    assert body["calibrated"] is True and body["temperature"] == 2.5 and card["temperature"] == 2.5
+    assert abs(body["positive_probability"] - 0.5) < abs(float(want[1]) - 0.5) + 1e-6  # T > 1 softens
+
+
+def test_a_blank_image_is_flagged_out_of_distribution(served):
+    from serve_helpers import jpeg_bytes
+
+    body = post_file(served.client, "blank.jpeg", jpeg_bytes(np.full((256, 256), 128, np.uint8))).json()
+    assert body["ood_flag"] is True and "blank" in body["ood_reason"]
+    assert body["label"] in served.clf.class_names  # still answered, with the warning
 
 
 # ----------------------------------------------------------------------------- bad uploads
@@ -312,11 +346,11 @@ def test_a_failing_batch_is_retried_image_by_image(served, images):
     poison = engine.prepare(Path(images[4]).read_bytes(), "poison.png")
     real_run, sizes = engine.run, []
 
-    def run(batch):
+    def run(batch, heatmaps=None):
         sizes.append(len(batch))
         if any(u.name == "poison.png" for u in batch):
             raise RuntimeError("this image breaks the model")
-        return real_run(batch)
+        return real_run(batch, heatmaps)
 
     engine.run = run
     try:

@@ -333,7 +333,7 @@ def create_app(engine: Engine, jobs: ExplainJobs | None = None) -> FastAPI:
 
     async def answer(name: str, data: bytes, overlay: bool, side: int | None, original: bool) -> dict:
         upload = await run_in_threadpool(engine.prepare, data, name)
-        outcome = await asyncio.wrap_future(engine.submit(upload))
+        outcome = await asyncio.wrap_future(engine.submit(upload, heatmap=overlay))
         return await run_in_threadpool(engine.describe, upload, outcome, overlay, side, original)
 
     @app.post("/api/predict", summary="classify one X-ray, with its Grad-CAM overlay", openapi_extra=_MULTIPART)

@@ -171,6 +171,7 @@ def _compiled_features(model):
 @dataclass
 class _Item:
     upload: Upload
+    heatmap: bool = True
     future: Future = field(default_factory=Future)
 
 
@@ -253,17 +254,18 @@ class Engine:
         return Upload(name, x, original, info, (int(size[0]), int(size[1])))
 
     # ------------------------------------------------------------------ the model
-    def submit(self, upload: Upload) -> Future:
-        """Queue one upload for the worker; the Future resolves to its :class:`Outcome`."""
+    def submit(self, upload: Upload, heatmap: bool = True) -> Future:
+        """Queue one upload for the worker; the Future resolves to its :class:`Outcome` (with a
+        Grad-CAM heatmap when ``heatmap`` and the model allows it)."""
         if not self.running:
             raise RuntimeError("the engine is not running (call start() or use it as a context manager)")
-        item = _Item(upload)
+        item = _Item(upload, bool(heatmap))
         self._queue.put(item)
         return item.future
 
-    def predict(self, uploads: list[Upload], timeout: float | None = None) -> list[Outcome]:
+    def predict(self, uploads: list[Upload], timeout: float | None = None, heatmap: bool = True) -> list[Outcome]:
         """Outcomes of ``uploads`` in order (they are batched with any other waiting uploads)."""
-        futures = [self.submit(u) for u in uploads]
+        futures = [self.submit(u, heatmap) for u in uploads]
         return [f.result(timeout) for f in futures]
 
     def _loop(self) -> None:
@@ -289,7 +291,7 @@ class Engine:
 
     def _answer(self, batch: list[_Item]) -> None:
         try:
-            outcomes = self.run([b.upload for b in batch])
+            outcomes = self.run([b.upload for b in batch], [b.heatmap for b in batch])
         except Exception as err:  # noqa: BLE001 - handed to the waiting requests, never dropped
             if len(batch) > 1:
                 log.warning("a batch of %d failed (%s: %s); answering its images one by one",
@@ -303,11 +305,15 @@ class Engine:
         for b, out in zip(batch, outcomes):
             b.future.set_result(out)
 
-    def run(self, uploads: list[Upload]) -> list[Outcome]:
+    def run(self, uploads: list[Upload], heatmaps: list[bool] | None = None) -> list[Outcome]:
         """One batch through the model, in the calling thread: probabilities, decision, OOD
-        verdict and Grad-CAM for the decided class."""
+        verdict and Grad-CAM for the decided class (only for the uploads whose ``heatmaps``
+        entry is true; default all)."""
         clf = self.classifier
         x = np.stack([u.x for u in uploads])
+        want = np.ones(len(x), bool) if heatmaps is None else np.asarray(heatmaps, bool)
+        if want.shape != (len(x),):
+            raise ValueError(f"heatmaps must give one flag per upload ({len(x)}), got {len(want)}")
         with self.model_lock:
             if self._forward is not None:  # the same numbers as clf.raw_proba / clf.check_ood, compiled
                 raw = self._forward(x.astype(np.float32))
@@ -317,13 +323,14 @@ class Engine:
                 ood = clf.check_ood(x)
             proba = apply_temperature(raw, clf.temperature) if clf.temperature else raw
             decided = clf.decide(proba)
-            heat = None
-            if self.gradcam is not None:
-                heat = self.gradcam.heatmaps(x.astype(np.float32), targets=decided)[0]
+            heat: list = [None] * len(x)
+            if self.gradcam is not None and want.any():
+                maps = self.gradcam.heatmaps(x[want].astype(np.float32), targets=decided[want])[0]
+                for i, h in zip(np.flatnonzero(want), maps):
+                    heat[i] = h
         self.batches += 1
         self.images += len(x)
-        return [Outcome(proba[i], raw[i], int(decided[i]), ood[i], None if heat is None else heat[i])
-                for i in range(len(x))]
+        return [Outcome(proba[i], raw[i], int(decided[i]), ood[i], heat[i]) for i in range(len(x))]
 
     # ------------------------------------------------------------------ answers
     def overlay_size(self, upload: Upload, max_side: int | None = None) -> tuple[int, int]:

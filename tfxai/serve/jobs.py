@@ -180,7 +180,7 @@ class ExplainJobs:
         job.status = "running"
         try:
             upload = job.upload
-            outcome = self.engine.predict([upload])[0]
+            outcome = self.engine.predict([upload], heatmap=False)[0]
             job.target = outcome.decided
             x = upload.x.astype(np.float32)
             measure = self._locked(self._predict_fn())
