@@ -12,7 +12,9 @@ In one process: load the model, warm the engine up, start the server on a free l
 3. ``/api/predict`` with N concurrent clients for each N in ``--clients`` (the clients run in a
    second process, so they do not take the server's interpreter lock; on a 2-core machine they
    share its CPU), with and without the overlay; and ``/api/predict/batch`` the way the page
-   sends a folder (chunks of 16, 160 px overlays).
+   sends a folder (chunks of 16, 160 px overlays);
+4. the comparison of explanation methods (``/api/explain``, all four methods, ``--lime-samples``)
+   on the last of ``--first-images``, twice: the first run includes building the methods' graphs.
 
 Prints a Markdown table (and writes ``--output`` JSON when given). Example:
 ``python scripts/benchmark_serve.py --checkpoint runs/mnv2/best_model.keras --images chest_xray_224/train/PNEUMONIA
@@ -44,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, default=96, help="requests per measurement (default 96)")
     p.add_argument("--batch-size", type=int, default=16, help="server batch size and bare batch size (default 16)")
     p.add_argument("--repeats", type=int, default=10, help="single requests for the warm latency (default 10)")
+    p.add_argument("--lime-samples", type=int, default=1000, help="LIME perturbations (default 1000)")
+    p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time the comparison of explanation methods (default on)")
     p.add_argument("--output", help="also write the numbers to this JSON file")
     return p
 
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     clf = load_classifier(args.checkpoint)
     loaded = time.perf_counter() - t0
-    engine = Engine(clf, ServeSettings(max_batch=args.batch_size)).start()
+    engine = Engine(clf, ServeSettings(max_batch=args.batch_size, lime_samples=args.lime_samples)).start()
     warm = engine.warm_up()
     server = ServerThread(create_app(engine))
     port = server.port
@@ -201,6 +206,23 @@ def main(argv: list[str] | None = None) -> int:
     out["batch_endpoint"] = {"images": len(payloads), "seconds": dt, "images_per_second": len(payloads) / dt}
     print(f"/api/predict/batch, {len(payloads)} images in chunks of 16: {dt:.1f} s, "
           f"{len(payloads) / dt:.1f} img/s", flush=True)
+
+    # 5. explanation methods side by side, twice
+    out["explain"] = []
+    if args.explain:
+        name, data = os.path.basename(firsts[-1]), open(firsts[-1], "rb").read()
+        with httpx.Client(timeout=600) as client:
+            for attempt in (1, 2):
+                t = time.perf_counter()
+                job = client.post(server.url + "/api/explain", files={"file": (name, data)}).json()
+                while job["status"] not in ("done", "error"):
+                    time.sleep(0.2)
+                    job = client.get(f"{server.url}/api/explain/{job['id']}").json()
+                row = {"attempt": attempt, "seconds": time.perf_counter() - t, "error": job["error"],
+                       "methods": {m: r["seconds"] for m, r in job["results"].items()}}
+                out["explain"].append(row)
+                print(f"/api/explain on {name}, run {attempt}: {row['seconds']:.1f} s; per method (incl. deletion/"
+                      f"insertion): " + ", ".join(f"{m} {v:.1f} s" for m, v in row["methods"].items()), flush=True)
 
     server.stop()
     engine.close()

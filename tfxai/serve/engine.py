@@ -284,8 +284,15 @@ class Engine:
                     break
                 batch.append(nxt)
             batch = [b for b in batch if b.future.set_running_or_notify_cancel()]
-            if batch:
-                self._answer(batch)
+            try:
+                if batch:
+                    self._answer(batch)
+            except BaseException as err:  # noqa: BLE001 - the worker must outlive any batch
+                log.error("the batching worker hit %s; failing its batch and going on", type(err).__name__,
+                          exc_info=True)
+                for b in batch:
+                    if not b.future.done():
+                        b.future.set_exception(err if isinstance(err, Exception) else RuntimeError(repr(err)))
             if stop:
                 return
 

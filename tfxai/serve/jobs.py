@@ -27,6 +27,7 @@ from .engine import Engine, Upload, png_base64
 log = logging.getLogger(__name__)
 
 SERVE_METHODS = ("gradcam", "gradcam++", "faster-scorecam", "lime")
+DEFAULT_SIDE = 1024  # overlays of a comparison are drawn at most this large unless asked otherwise
 
 
 class Busy(RuntimeError):
@@ -63,7 +64,7 @@ class Job:
         return {"id": self.id, "name": self.name, "status": self.status, "methods": list(self.methods),
                 "explained_class": None if self.target is None else class_names[self.target],
                 "current": self.current, "progress": float(self.progress), "overall_progress": float(overall),
-                "results": self.results, "error": self.error}
+                "results": dict(self.results), "error": self.error}  # a copy: the worker may be adding one
 
 
 class ExplainJobs:
@@ -103,13 +104,15 @@ class ExplainJobs:
         return methods
 
     def submit(self, upload: Upload, methods: tuple[str, ...], max_side: int | None = None) -> Job:
+        """Queue a comparison of ``methods`` on ``upload`` (overlays at most ``max_side`` px,
+        default DEFAULT_SIDE); Busy when ``max_pending_jobs`` are waiting or running."""
         with self._lock:
             self._forget_old()
             pending = sum(j.status in ("queued", "running") for j in self._jobs.values())
             if pending >= self.settings.max_pending_jobs:
                 raise Busy(f"{pending} explanation jobs are already waiting or running "
                            f"(at most {self.settings.max_pending_jobs}); try again when one is done")
-            job = Job(secrets.token_urlsafe(12), upload.name, tuple(methods), max_side, upload=upload)
+            job = Job(secrets.token_urlsafe(12), upload.name, tuple(methods), max_side or DEFAULT_SIDE, upload=upload)
             self._jobs[job.id] = job
         self._pool.submit(self._run, job)
         return job
