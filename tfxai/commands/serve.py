@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this computer only). Another address, e.g. "
                         "0.0.0.0, lets phones and tablets on the network in; then a token is required (see --token)")
-    p.add_argument("--port", type=_args.int_range(0, 65535), default=8000, help="TCP port (0: any free port)")
+    p.add_argument("--port", type=_args.int_range(0, 65535), default=8000, help="TCP port (default 8000; 0: any free port, printed at start-up)")
     p.add_argument("--token", default=os.environ.get("TFXAI_TOKEN") or None,
                    help="access token the API requires (Authorization: Bearer <token>); default $TFXAI_TOKEN. "
                         "With a --host other than loopback and no token, a random one is made and printed")
