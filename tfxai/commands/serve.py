@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this computer only). Another address, e.g. "
                         "0.0.0.0, lets phones and tablets on the network in; then a token is required (see --token)")
-    p.add_argument("--port", type=_args.int_range(0, 65535), default=8000, help="TCP port (default 8000; 0: any free port, printed at start-up)")
+    p.add_argument("--port", type=_args.int_range(0, 65535), default=8000,
+                   help="TCP port (default 8000; 0: any free port, printed at start-up)")
     p.add_argument("--token", default=os.environ.get("TFXAI_TOKEN") or None,
                    help="access token the API requires (Authorization: Bearer <token>); default $TFXAI_TOKEN. "
                         "With a --host other than loopback and no token, a random one is made and printed")
@@ -92,8 +93,8 @@ def run(args) -> int:
         app = create_app(engine, jobs)
         port = sock.getsockname()[1]
         url = f"http://{_browser_host(args.host)}:{port}/"
-        print(f"tfxai serve: {os.path.basename(args.checkpoint)} loaded and warmed up in {time.perf_counter() - t0:.1f} s "
-              f"(warm-up {warm:.1f} s); classes {', '.join(clf.class_names)}, threshold {clf.threshold:.3f}"
+        print(f"tfxai serve: {os.path.basename(args.checkpoint)} loaded and warmed up in "
+              f"{time.perf_counter() - t0:.1f} s (warm-up {warm:.1f} s); classes {', '.join(clf.class_names)}, threshold {clf.threshold:.3f}"
               + ("" if clf.model is not None else "; no Grad-CAM for a .tflite model"))
         print(f"open {url}{'#token=' + token if token else ''} in a browser (Ctrl-C stops the server)")
         print(f"API: curl -F file=@xray.jpeg {url}api/predict"
