@@ -1,10 +1,11 @@
 # make demo: install and run the demo on built-in synthetic data (offline, a few minutes on 2 CPU cores)
-# make test: install and run the whole test suite (what CI runs)
+# make test: install and run the whole test suite (what CI runs); as root it also installs Debian's
+#            chromium and chromium-driver for the browser test of `tfxai serve` when they are missing
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 MEDIAPIPE_VENV := .venv-mediapipe
 
-.PHONY: install demo test test-fast
+.PHONY: install browser demo test test-fast
 
 install: $(MEDIAPIPE_VENV)/.installed
 	$(PIP) install -q -r requirements.txt
@@ -13,10 +14,21 @@ install: $(MEDIAPIPE_VENV)/.installed
 demo: install
 	$(PYTHON) -m tfxai demo --output-dir demo_output
 
-test: install
+# The browser test drives the system Chromium; nothing downloads a browser. Without root the test
+# skips, naming the packages (and fails under CI=true).
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium and chromium-driver for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+	  echo "chromium and chromium-driver (Debian packages) are missing and this is not root: the browser test will skip"; \
+	fi
+
+test: install browser
 	$(PYTHON) -m pytest -q -ra
 
-test-fast: install
+test-fast: install browser
 	$(PYTHON) -m pytest -q -ra -m "not slow"
 
 # MediaPipe (TFLite metadata writer + Tasks ImageClassifier, for `tfxai export --target android` and

@@ -112,7 +112,9 @@ def test_demo_runs_end_to_end_quickly(tmp_path, capsys):
     assert (out / "model" / "best_model.keras").exists()
     assert (out / "evaluation" / "metrics.json").exists()
     assert len(os.listdir(out / "predictions")) == 3
-    assert "done in" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "done in" in printed
+    assert printed.strip().splitlines()[-1].strip() == f"tfxai serve --checkpoint {out / 'model' / 'best_model.keras'}"
 
 
 def test_console_entry_point_and_scripts_wrap_the_cli():
@@ -122,7 +124,7 @@ def test_console_entry_point_and_scripts_wrap_the_cli():
     assert out.returncode == 0 and "--model-type" in out.stdout and "--data-dir" in out.stdout
     out = subprocess.run([sys.executable, "-m", "tfxai", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
-    for cmd in ("train", "evaluate", "predict", "explain", "prune", "export", "demo"):
+    for cmd in ("train", "evaluate", "predict", "explain", "prune", "export", "demo", "serve"):
         assert cmd in out.stdout
 
 

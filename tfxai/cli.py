@@ -25,6 +25,7 @@ COMMANDS = {
     "prune": "one-shot vs iterative magnitude pruning (tfmot), measured",
     "export": "TFLite export (float32/dynamic/float16/int8) and SavedModel, measured",
     "demo": "generate synthetic X-rays, train, evaluate and explain in a few minutes, offline",
+    "serve": "a local web page and JSON API: drop X-rays, see the class, probability and Grad-CAM",
 }
 
 

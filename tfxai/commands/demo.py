@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import time
 
 from ..classifier import load_classifier
@@ -68,4 +69,6 @@ def run(args) -> int:
     if args.explain:
         print(f"  explanations {out}/explanations (xai_comparison.png, explanations.json)")
     print("Synthetic cartoons: these numbers say the pipeline works, nothing about real X-rays.")
+    print(f"\nTo try the model in your browser (drop the images of {data_dir}/test on the page):")
+    print(f"  tfxai serve --checkpoint {shlex.quote(result.model_path)}")
     return 0

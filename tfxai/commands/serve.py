@@ -1,0 +1,118 @@
+"""``tfxai serve``: a local triage page and JSON API for a trained model (FastAPI + uvicorn)."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import secrets
+import time
+
+from ..errors import TfxaiError
+from . import _args
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    _args.add_checkpoint(p, help="the model to serve: best_model.keras (Grad-CAM and all methods) or a .tflite file")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this computer only). Another address, e.g. "
+                        "0.0.0.0, lets phones and tablets on the network in; then a token is required (see --token)")
+    p.add_argument("--port", type=_args.int_range(0, 65535), default=8000,
+                   help="TCP port (default 8000; 0: any free port, printed at start-up)")
+    p.add_argument("--token", default=os.environ.get("TFXAI_TOKEN") or None,
+                   help="access token the API requires (Authorization: Bearer <token>); default $TFXAI_TOKEN. "
+                        "With a --host other than loopback and no token, a random one is made and printed")
+    p.add_argument("--no-token", action="store_true",
+                   help="serve a non-loopback --host without a token (anyone on the network can use it)")
+    p.add_argument("--max-upload-mb", type=_args.int_range(1, 4096), default=64,
+                   help="largest upload per request, in MB (default 64; also capped by $TFXAI_MAX_FILE_MB); "
+                        "pixels per image are capped by $TFXAI_MAX_PIXELS (default 50,000,000)")
+    p.add_argument("--batch-size", type=_args.int_range(1, 256), default=16,
+                   help="most images per model call; concurrent requests share calls (default 16)")
+    p.add_argument("--uncertain-band", type=_args.float_range(0.0, 0.5), default=0.1,
+                   help="highlight predictions whose probability is within this distance of the threshold "
+                        "(default 0.1)")
+    p.add_argument("--lime-samples", type=_args.int_range(10, 100000), default=1000,
+                   help="LIME perturbations when the page compares explanation methods (default 1000)")
+    _args.add_seed(p)
+    _args.add_threshold(p)
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def access(host: str, token: str | None, no_token: bool = False) -> tuple[str | None, tuple[str, ...]]:
+    """(token, Host headers to answer) for a server on ``host``: loopback answers only loopback
+    names (a page on another site cannot reach it by DNS rebinding) and needs no token; any other
+    address answers any Host and gets a random token unless one is given or ``no_token``."""
+    if token is not None and (len(token) < 8 or not token.isprintable() or " " in token):
+        raise TfxaiError(f"--token must be at least 8 printable characters without spaces, got {len(token)} "
+                         f"character(s)")
+    if _is_loopback(host):
+        return token, tuple(dict.fromkeys((*LOOPBACK_HOSTS, host.strip("[]"))))
+    if token is None and not no_token:
+        token = secrets.token_urlsafe(18)
+    return token, ("*",)
+
+
+def _browser_host(host: str) -> str:
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def run(args) -> int:
+    from ..classifier import load_classifier
+    from ..serve.app import bind_socket, create_app, serve_forever
+    from ..serve.engine import Engine, ServeSettings
+    from ..serve.jobs import ExplainJobs
+
+    token, allowed_hosts = access(args.host, args.token, args.no_token)
+    loopback = _is_loopback(args.host)
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as err:
+        raise TfxaiError(f"{err.strerror}; choose another --port (or --port 0 for any free one)") from None
+    t0 = time.perf_counter()
+    clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
+    settings = ServeSettings(max_batch=args.batch_size, uncertain_band=args.uncertain_band,
+                             max_upload_mb=args.max_upload_mb, lime_samples=args.lime_samples, token=token,
+                             allowed_hosts=allowed_hosts, seed=args.seed)
+    engine = Engine(clf, settings).start()
+    jobs = None
+    try:
+        warm = engine.warm_up()
+        jobs = ExplainJobs(engine)
+        app = create_app(engine, jobs)
+        port = sock.getsockname()[1]
+        url = f"http://{_browser_host(args.host)}:{port}/"
+        print(f"tfxai serve: {os.path.basename(args.checkpoint)} loaded and warmed up in "
+              f"{time.perf_counter() - t0:.1f} s (warm-up {warm:.1f} s); classes {', '.join(clf.class_names)}, threshold {clf.threshold:.3f}"
+              + ("" if clf.model is not None else "; no Grad-CAM for a .tflite model"))
+        print(f"open {url}{'#token=' + token if token else ''} in a browser (Ctrl-C stops the server)")
+        print(f"API: curl -F file=@xray.jpeg {url}api/predict"
+              + (f" -H 'Authorization: Bearer {token}'" if token else "") + f"  (described at {url}api/openapi.json)")
+        if not loopback:
+            print(f"warning: listening on {args.host}: other computers on the network can reach this server. "
+                  + ("Share the token only with the people who should use it; traffic is not encrypted "
+                     "(put it behind an HTTPS reverse proxy for anything beyond a trusted network)." if token else
+                     "--no-token: ANYONE on the network can use it."))
+        print("Decision support only, not a diagnosis: a clinician must read every X-ray.", flush=True)
+        try:
+            serve_forever(app, sock)
+        except KeyboardInterrupt:  # uvicorn shuts down on Ctrl-C, then re-raises it: a normal stop here
+            pass
+    finally:
+        if jobs is not None:
+            jobs.close()
+        engine.close()
+        sock.close()
+    print("tfxai serve: stopped")
+    return 0
