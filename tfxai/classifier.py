@@ -19,7 +19,7 @@ from .data import RESIZE_MODES
 from .errors import DataError, ModelFileError
 from .files import load_model, read_json, read_model_facts, read_run_config
 from .metrics import apply_temperature
-from .ood import OODGuard, OODResult, check_images, feature_model, read_guard
+from .ood import OODGuard, OODResult, check_images, feature_model, read_guard, with_features
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,8 @@ class Classifier:
     facts_source: str = "model file"
     ood: OODGuard | None = field(default=None, repr=False)
     _features: object = field(default=None, repr=False)
+    _forward: object = field(default=None, repr=False)
+    _joint: object = field(default=None, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -140,16 +142,39 @@ class Classifier:
 
     def raw_proba(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Probabilities before temperature scaling, (N, K) float32."""
+        from ._keras import compiled_call
+
+        if self._forward is None:
+            self._forward = compiled_call(self.model)
         x = np.asarray(images, np.float32)
-        out = [self.model(x[i:i + batch_size], training=False).numpy()
-               for i in range(0, len(x), batch_size)]
+        out = [self._forward(x[i:i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
         return probabilities(np.concatenate(out) if out else np.zeros((0, self.num_classes)))
 
+    def calibrated(self, raw: np.ndarray) -> np.ndarray:
+        """Raw probabilities -> temperature-scaled ones (unchanged without a temperature)."""
+        return apply_temperature(raw, self.temperature) if self.temperature and len(raw) else raw
+
     def predict_proba(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        proba = self.raw_proba(images, batch_size)
-        if self.temperature and len(proba):
-            proba = apply_temperature(proba, self.temperature)
-        return proba
+        return self.calibrated(self.raw_proba(images, batch_size))
+
+    def raw_proba_and_ood(self, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, list[OODResult]]:
+        """(:meth:`raw_proba`, :meth:`check_ood`) of the same images in one pass through the model:
+        the guard reads the features that enter the last layer."""
+        if self.ood is None or self.model is None:
+            return self.raw_proba(images, batch_size), self.check_ood(images)
+        from ._keras import compiled_call
+
+        if self._joint is None:
+            self._joint = compiled_call(with_features(self.model))
+        x = np.asarray(images, np.float32)
+        feats, raw = [], []
+        for i in range(0, len(x), batch_size):
+            f, r = self._joint(x[i:i + batch_size])
+            feats.append(f.numpy())
+            raw.append(r.numpy())
+        if not raw:
+            return np.zeros((0, self.num_classes), np.float32), []
+        return probabilities(np.concatenate(raw)), check_images(self.ood, None, images, np.concatenate(feats))
 
     def decide(self, proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Predicted class indices: binary uses ``threshold`` (default the model's) on class 1, else argmax."""
@@ -160,8 +185,10 @@ class Classifier:
     def check_ood(self, images: np.ndarray) -> list[OODResult]:
         """The out-of-distribution guard's verdict per image (see :mod:`tfxai.ood`); NaN scores
         when the model carries no guard (blank images are flagged anyway)."""
+        from ._keras import compiled_call
+
         if self.ood is not None and self._features is None:
-            self._features = feature_model(self.model)
+            self._features = compiled_call(feature_model(self.model))
         return check_images(self.ood, self._features, images)
 
 

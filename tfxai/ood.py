@@ -37,6 +37,12 @@ def feature_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
 
 
+def with_features(model: keras.Model) -> keras.Model:
+    """``model`` with two outputs: the penultimate features (as :func:`feature_model`) and its own
+    output, so prediction and the guard share one pass."""
+    return keras.Model(model.inputs, [feature_model(model).output, model.output], name=f"{model.name}_and_features")
+
+
 def features(model_or_features: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Penultimate features float32 (N, D) of raw-pixel images (N, S, S, C)."""
     x = np.asarray(images, np.float32)
@@ -118,12 +124,17 @@ class OODResult:
     reason: str = ""
 
 
-def check_images(guard: OODGuard | None, feature_fn, images: np.ndarray) -> list[OODResult]:
+def check_images(guard: OODGuard | None, feature_fn, images: np.ndarray,
+                 feats: np.ndarray | None = None) -> list[OODResult]:
     """The guard's verdict on raw-pixel images (N, S, S, C): blank images are flagged whatever the
-    guard; with no guard every score is NaN and nothing else is flagged."""
+    guard; with no guard every score is NaN and nothing else is flagged. ``feats``: the images'
+    features when already computed (then ``feature_fn`` is not called)."""
     x = np.asarray(images)
     flat = x.reshape(len(x), -1).std(axis=1) < FLAT_STD
-    scores = guard.score(features(feature_fn, x)) if guard is not None and len(x) else np.full(len(x), np.nan)
+    if guard is not None and len(x):
+        scores = guard.score(features(feature_fn, x) if feats is None else feats)
+    else:
+        scores = np.full(len(x), np.nan)
     out = []
     for s, blank in zip(scores, flat):
         if blank:

@@ -95,13 +95,14 @@ def _shrunk(original: np.ndarray) -> np.ndarray:
     return cv2.resize(original, (w, h), interpolation=cv2.INTER_AREA).reshape(h, w, -1)
 
 
-def _decoded_batches(classifier: Classifier, paths: list[str], batch_size: int, skipped: list) -> Iterator:
-    """Batches of (paths, model inputs uint8 (B, S, S, C), originals, ResizeInfos); unreadable
-    files go to ``skipped`` as (path, reason)."""
+def _decoded_batches(classifier: Classifier, paths: list[str], batch_size: int, skipped: list,
+                     originals: bool = True) -> Iterator:
+    """Batches of (paths, model inputs uint8 (B, S, S, C), originals (None unless ``originals``),
+    ResizeInfos); unreadable files go to ``skipped`` as (path, reason)."""
     def load(path):
         try:
             x, original, info = load_image(path, classifier.image_size, classifier.channels, classifier.resize_mode)
-            return path, x, _shrunk(original), info, None
+            return path, x, _shrunk(original) if originals else None, info, None
         except (ValueError, OSError, MemoryError) as err:
             return path, None, None, None, str(err) if path in str(err) else f"{path}: {err}"
 
@@ -136,29 +137,43 @@ def predict_files(classifier: Classifier, paths: list[str], overlay_dir: str | N
     if gradcam and classifier.model is not None and (overlay_dir or overlay_path):
         explainer = GradCAM(classifier.model, batch_size=batch_size)
     names = overlay_names(paths, root) if overlay_dir else {}
-    results, skipped = [], []
+    results, skipped, pending = [], [], []
     bar = tqdm(total=len(paths), desc="predicting", unit="img", disable=not progress or len(paths) < 5, leave=False)
-    for batch_paths, x, originals, infos in _decoded_batches(classifier, paths, batch_size, skipped):
-        proba = classifier.predict_proba(x)
-        decided = classifier.decide(proba)
-        ood = classifier.check_ood(x)
-        heat = explainer.heatmaps(x.astype(np.float32), targets=decided)[0] if explainer is not None else None
-        for j, path in enumerate(batch_paths):
-            k = int(decided[j])
-            pred = Prediction(path, classifier.class_names[k], float(proba[j, k]), proba[j],
-                              ood_score=ood[j].score, ood_flag=ood[j].flag, ood_reason=ood[j].reason)
-            if heat is not None:
-                dest = overlay_path or os.path.join(overlay_dir, names[path])
-                try:
-                    hm = heatmap_to_original(heat[j], infos[j], MAX_OVERLAY_SIDE)
-                    pred.overlay_path = save_overlay(dest, originals[j], hm,
-                                                     f"{pred.label} {pred.confidence:.1%} (Grad-CAM for {pred.label})")
-                except (ValueError, OSError) as err:
-                    log.warning("no overlay for %s: %s", display_path(path), err)
-            results.append(pred)
-        bar.update(len(batch_paths))
-        if on_batch is not None:
-            on_batch(len(results) + len(skipped), len(paths))
+
+    def draw(pred: Prediction, dest: str, original, heat, info) -> None:
+        try:
+            hm = heatmap_to_original(heat, info, MAX_OVERLAY_SIDE)
+            pred.overlay_path = save_overlay(dest, original, hm,
+                                             f"{pred.label} {pred.confidence:.1%} (Grad-CAM for {pred.label})")
+        except (ValueError, OSError) as err:
+            log.warning("no overlay for %s: %s", display_path(pred.path), err)
+
+    def finish(futures) -> None:  # at most two batches of originals are held at once
+        for f in futures:
+            f.result()
+
+    # Overlays (PNG encoding, a third of the time) are drawn in threads while the next batch runs.
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as drawers:
+        for batch_paths, x, originals, infos in _decoded_batches(classifier, paths, batch_size, skipped,
+                                                                 originals=explainer is not None):
+            raw, ood = classifier.raw_proba_and_ood(x, batch_size)
+            proba = classifier.calibrated(raw)
+            decided = classifier.decide(proba)
+            heat = explainer.heatmaps(x.astype(np.float32), targets=decided)[0] if explainer is not None else None
+            finish(pending)
+            pending = []
+            for j, path in enumerate(batch_paths):
+                k = int(decided[j])
+                pred = Prediction(path, classifier.class_names[k], float(proba[j, k]), proba[j],
+                                  ood_score=ood[j].score, ood_flag=ood[j].flag, ood_reason=ood[j].reason)
+                if heat is not None:
+                    dest = overlay_path or os.path.join(overlay_dir, names[path])
+                    pending.append(drawers.submit(draw, pred, dest, originals[j], heat[j], infos[j]))
+                results.append(pred)
+            bar.update(len(batch_paths))
+            if on_batch is not None:
+                on_batch(len(results) + len(skipped), len(paths))
+        finish(pending)
     bar.update(len(paths) - bar.n)
     bar.close()
     return results, skipped

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._keras import tf
+from .._keras import compiled_call
 from ..classifier import probabilities
 from .types import Explanation
 
@@ -35,12 +35,11 @@ def keras_predict_fn(model, batch_size: int = 64) -> PredictFn:
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    forward = compiled_call(model)
 
     def predict(images: np.ndarray) -> np.ndarray:
         x = np.asarray(images, np.float32)
-        out = [forward(tf.constant(x[i:i + batch_size])).numpy()
+        out = [forward(x[i:i + batch_size]).numpy()
                for i in range(0, len(x), batch_size)]
         return probabilities(np.concatenate(out))
 

@@ -26,8 +26,7 @@ import numpy as np
 
 from ..classifier import Classifier
 from ..data.decode import ResizeInfo, decode_bytes, display_size, heatmap_to_original, max_file_bytes, resize_image
-from ..metrics import apply_temperature
-from ..ood import OODResult, check_images, feature_model
+from ..ood import OODResult
 from ..predict import MAX_OVERLAY_SIDE
 
 log = logging.getLogger(__name__)
@@ -154,20 +153,6 @@ def _number(value: float) -> float | None:
     return float(value) if math.isfinite(float(value)) else None
 
 
-def _compiled_features(model):
-    """The OOD guard's feature extractor (:func:`tfxai.ood.feature_model`) as one compiled pass,
-    called like a Keras model: ``fn(images float32 (N, S, S, C), training=False)`` -> (N, D)."""
-    from .._keras import tf
-
-    extractor = feature_model(model)
-    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-    compiled = tf.function(lambda x: extractor(x, training=False), input_signature=[spec])
-
-    def features(images, training: bool = False):
-        return compiled(np.asarray(images, np.float32))
-    return features
-
-
 @dataclass
 class _Item:
     upload: Upload
@@ -189,16 +174,11 @@ class Engine:
         self.classifier = classifier
         self.settings = settings or ServeSettings()
         self.model_lock = threading.Lock()
-        self.gradcam = self._forward = self._features = None
+        self.gradcam = None
         if classifier.model is not None:
             from ..explain.gradcam import GradCAM
-            from ..explain.lime import keras_predict_fn
 
             self.gradcam = GradCAM(classifier.model, batch_size=self.settings.max_batch)
-            # Compiled passes: an eager Keras call costs 10-20x more than the model itself for one image.
-            self._forward = keras_predict_fn(classifier.model, batch_size=self.settings.max_batch)
-            if classifier.ood is not None:
-                self._features = _compiled_features(classifier.model)
         self.file_limit = min(self.settings.max_upload_bytes, max_file_bytes())
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -322,13 +302,8 @@ class Engine:
         if want.shape != (len(x),):
             raise ValueError(f"heatmaps must give one flag per upload ({len(x)}), got {len(want)}")
         with self.model_lock:
-            if self._forward is not None:  # the same numbers as clf.raw_proba / clf.check_ood, compiled
-                raw = self._forward(x.astype(np.float32))
-                ood = check_images(clf.ood, self._features, x)
-            else:
-                raw = clf.raw_proba(x, batch_size=len(x))
-                ood = clf.check_ood(x)
-            proba = apply_temperature(raw, clf.temperature) if clf.temperature else raw
+            raw, ood = clf.raw_proba_and_ood(x, batch_size=len(x))
+            proba = clf.calibrated(raw)
             decided = clf.decide(proba)
             heat: list = [None] * len(x)
             if self.gradcam is not None and want.any():
