@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 
 from ..errors import OutputError, TfxaiError
 from ..files import BEST_MODEL_NAME, RUN_CONFIG_NAME, OutputFolder, read_json
@@ -29,9 +29,15 @@ def default_output_dir(model_type: str) -> str:
 
 
 def resume_conflicts(saved: dict, now: dict) -> dict[str, tuple]:
-    """{argument: (then, now)} for every argument that differs and may not change on a resume."""
-    keys = (set(saved) | set(now)) - set(RESUMABLE_CHANGES)
-    return {k: (saved.get(k), now.get(k)) for k in sorted(keys) if saved.get(k) != now.get(k)}
+    """{argument: (then, now)} for every argument that differs and may not change on a resume.
+
+    An argument missing from ``saved`` (a run started before the field existed, such as
+    ``ema_decay``) ran with the field's default, and is compared as that.
+    """
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    then = {k: saved.get(k, defaults.get(k)) for k in set(saved) | set(now)}
+    keys = set(then) - set(RESUMABLE_CHANGES)
+    return {k: (then[k], now.get(k)) for k in sorted(keys) if then[k] != now.get(k)}
 
 
 def _next_free(out: str) -> str:
