@@ -1,4 +1,5 @@
 """Shift-aware validation (tfxai.shift): the batch-shift split, the synthetic shifts, the scores."""
+import json
 import os
 
 import cv2
@@ -189,3 +190,29 @@ def test_score_protocol_matches_sklearn_and_sets_the_threshold_on_the_standard_v
     y = np.r_[np.zeros(neg.sum()), np.ones((~neg).sum())]
     assert s["synthetic"]["blur"]["auc"] == pytest.approx(roc_auc_score(y, np.r_[p_blur, ps[~neg]]))
     assert s["synthetic"]["blur"]["spec"] == pytest.approx((p_blur < s["threshold"]).mean())
+
+
+@pytest.mark.slow
+def test_train_cli_with_a_holdout_pattern_writes_shift_metrics(kermany_like, tmp_path, capsys):
+    from tfxai.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "--data-dir", kermany_like, "--model-type", "custom_cnn",
+                 "--model-options", '{"width": 8, "depth": 2}', "--epochs", "1", "--image-size", "32",
+                 "--holdout-pattern", "NORMAL2-*", "--val-fraction", "0.2", "--output-dir", str(out),
+                 "--no-progress", "--cache-dir", "none"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "batch-shift ROC-AUC" in printed and "synthetic shifts" in printed
+    scores = json.loads((out / "shift_metrics.json").read_text())
+    assert scores["split"]["holdout"] == 28 and 0.0 <= scores["shift_spec"] <= 1.0
+    cfg = json.loads((out / "run_config.json").read_text())
+    assert cfg["data"]["train_counts"]["NORMAL"] + cfg["data"]["val_counts"]["NORMAL"] == 32
+    assert "NORMAL2-*" in cfg["data"]["source"]
+    assert cfg["arguments"]["balanced_validation"] is True  # the protocol selects on the balanced loss
+    # shift_metrics.json belongs to the run folder: --overwrite replaces the whole run.
+    assert main(["train", "--data-dir", kermany_like, "--model-type", "custom_cnn", "--model-options",
+                 '{"width": 8, "depth": 2}', "--epochs", "1", "--image-size", "32", "--holdout-pattern", "NORMAL2-*",
+                 "--val-fraction", "0.2", "--output-dir", str(out), "--overwrite", "--no-progress",
+                 "--cache-dir", "none"]) == 0
+    assert not (tmp_path / "run-2").exists()

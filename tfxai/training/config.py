@@ -25,6 +25,7 @@ class TrainConfig:
     loss (early stopping, the best checkpoint). ``lr_schedule``: ``"plateau"`` (cut by 0.3 when the
     validation loss stalls) or ``"cosine"`` (decay over all epochs). ``ema_decay``: > 0 validates and
     saves an exponential moving average of the weights (``tfxai.training.schedules.WeightEMA``).
+    ``recipe``: the name of the :mod:`tfxai.training.recipes` recipe these settings started from.
     """
 
     data_dir: str
@@ -61,6 +62,7 @@ class TrainConfig:
     cache_dir: str | None = "default"
     max_train_images: int | None = None
     verbose: int | None = None
+    recipe: str | None = None
 
     def check(self) -> None:
         """Raise :class:`ConfigError` naming the first field that is out of range."""
@@ -93,6 +95,8 @@ class TrainConfig:
                 or not 0.0 <= decay < 1.0):
             raise ConfigError("ema_decay", f"must be a number in [0, 1) (0: no averaging), got {self.ema_decay!r}")
         _check_augment_config(self.augment_config)
+        if self.recipe is not None and (not isinstance(self.recipe, str) or not self.recipe.strip()):
+            raise ConfigError("recipe", f"must be a recipe name or None, got {self.recipe!r}")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ConfigError("label_smoothing", f"must be in [0, 0.5), got {self.label_smoothing!r}")
         if not 0.0 < self.val_fraction < 0.5:

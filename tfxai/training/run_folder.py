@@ -15,13 +15,14 @@ log = logging.getLogger(__name__)
 BACKUP_DIR = "backup"
 STATE_NAME = "train_state.json"
 # Arguments that may change when a killed run is resumed; every other argument changes the
-# model or the data, so it must match.
+# model or the data, so it must match. ``recipe`` only names where the settings came from.
 RESUMABLE_CHANGES = ("epochs", "patience", "lr_patience", "output_dir", "overwrite", "cache_dir", "verbose",
-                     "threshold_policy", "target_sensitivity", "calibrate", "strategy", "deterministic")
-# What a run folder holds; phase_*.done.weights.h5 only exist during a --pretrained run.
+                     "threshold_policy", "target_sensitivity", "calibrate", "strategy", "deterministic", "recipe")
+# What a run folder holds; phase_*.done.weights.h5 only exist during a --pretrained run,
+# shift_metrics.json after a shift-aware run (tfxai.shift, scripts/benchmark_shift.py).
 RUN_ENTRIES = (BEST_MODEL_NAME, RUN_CONFIG_NAME, "history.csv", "training_curves.png", "val_metrics.json",
                "logs", BACKUP_DIR, STATE_NAME, "phase_frozen.done.weights.h5", "phase_fine_tune.done.weights.h5",
-               "phase_all.done.weights.h5")
+               "phase_all.done.weights.h5", "shift_metrics.json")
 
 
 def default_output_dir(model_type: str) -> str:
