@@ -135,3 +135,51 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path, synthetic_dir):
     assert "REPLICAS 2" in out.stdout
     assert "batch 64 on 2 replica(s)" in out.stdout  # the global batch doubles
     assert os.path.exists(tmp_path / "m" / "best_model.keras")
+
+
+@pytest.mark.parametrize("field,value", [
+    ("balanced_validation", "yes"), ("lr_schedule", "step"), ("ema_decay", 1.0), ("ema_decay", -0.1),
+    ("ema_decay", float("nan")), ("augment_config", {"fog": 1.0}), ("augment_config", {"noise": -2.0}),
+    ("augment_config", {"hflip": 1}),
+])
+def test_out_of_range_schedule_ema_and_augment_settings_are_named(field, value):
+    from tfxai.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{field}: .*") as err:
+        TrainConfig("d", **{field: value}).check()
+    assert err.value.field == field
+    shown = next(iter(value)) if isinstance(value, dict) else repr(value)
+    assert shown in str(err.value)
+
+
+def test_a_run_saved_before_the_new_settings_existed_still_resumes():
+    from dataclasses import asdict
+
+    from tfxai.training.run_folder import resume_conflicts
+
+    now = asdict(_config("d", "out"))
+    old = {k: v for k, v in now.items() if k not in ("balanced_validation", "lr_schedule", "ema_decay")}
+    assert resume_conflicts(old, now) == {}  # missing then = the default now
+    changed = asdict(_config("d", "out", lr_schedule="cosine", ema_decay=0.99, balanced_validation=True))
+    assert set(resume_conflicts(old, changed)) == {"balanced_validation", "ema_decay", "lr_schedule"}
+    assert set(resume_conflicts(now, changed)) == {"balanced_validation", "ema_decay", "lr_schedule"}
+
+
+def test_balanced_validation_weighs_both_classes_the_same_in_the_validation_loss():
+    import numpy as np
+
+    from tfxai.data import ImageSet
+    from tfxai.training.loop import _datasets
+
+    labels = np.array([0] * 6 + [1] * 18)
+    images = np.zeros((24, 16, 16, 1), np.uint8)
+    part = ImageSet(images, labels, [f"{i}.png" for i in range(24)], ["NORMAL", "PNEUMONIA"])
+    for balanced, expected in ((False, None), (True, 12.0)):
+        _, val_ds, _ = _datasets(_config("d", "out", balanced_validation=balanced), part, part, 2, 8)
+        batches = list(val_ds)
+        if expected is None:
+            assert len(batches[0]) == 2  # images, targets: no weights
+            continue
+        w = np.concatenate([b[2].numpy() for b in batches])
+        y = np.concatenate([b[1].numpy()[:, 0] for b in batches])
+        assert w[y == 0].sum() == pytest.approx(expected) and w[y == 1].sum() == pytest.approx(expected)

@@ -404,6 +404,7 @@ def read_model_facts(path: str) -> dict | None:
 def load_model(path: str):
     """Load a ``.keras`` model with ``safe_mode=True`` (refuses embedded Python code)."""
     from ._keras import keras
+    from .preprocessing import SERIALIZABLE_LAYERS
 
     if not os.path.exists(path):
         raise ModelFileError(f"model file {path!r} does not exist")
@@ -412,7 +413,7 @@ def load_model(path: str):
             f"{path!r}: tfxai loads .keras model files (and .tflite through the classifier "
             f"interface); other formats such as .h5 or pickles can carry code and are refused")
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
+        return keras.models.load_model(path, compile=False, safe_mode=True, custom_objects=SERIALIZABLE_LAYERS)
     except ValueError as err:
         if "safe_mode" in str(err) or "lambda" in str(err).lower():
             raise ModelFileError(f"{path!r} contains Python code (a Lambda layer); refusing to "

@@ -15,7 +15,7 @@ from ..data import RESIZE_MODES
 from ..errors import ConfigError
 
 # Configuration fields whose flag is not simply --field-name.
-_FLAG_OF_FIELD = {"class_weighting": "--class-weights", "augment_config": "--hflip", "lr": "--learning-rate",
+_FLAG_OF_FIELD = {"class_weighting": "--class-weights", "augment_config": "--augment-options", "lr": "--learning-rate",
                   "weights": "--weights", "max_pixels": "--max-pixels"}
 
 
@@ -88,6 +88,13 @@ def json_object(text: str) -> dict:
     return value
 
 
+def file_globs(text: str) -> str:
+    """An argparse type: one or more comma-separated file-name globs such as ``NORMAL2-*``."""
+    if not any(g.strip() for g in text.split(",")):
+        raise argparse.ArgumentTypeError(f"expected a file-name glob such as 'NORMAL2-*', got {text!r}")
+    return text
+
+
 def file_stem(text: str) -> str:
     """An argparse type: a plain file name stem (letters, digits, ``_ . -``), never a path."""
     import re
@@ -128,9 +135,12 @@ def add_progress(p: argparse.ArgumentParser) -> None:
                    help="same as --no-progress (old spelling, kept for one release)")
 
 
-def add_learning_rate(p: argparse.ArgumentParser, default: float, help: str = "Adam's learning rate") -> None:
+def add_learning_rate(p: argparse.ArgumentParser, default: float, help: str = "Adam's learning rate",
+                      unless: str | None = None) -> None:
+    """``unless``: what else may set the rate (``"the recipe's"``): the flag is then None unless typed."""
+    shown = f"default {default:g}" + (f", or {unless}" if unless else "")
     p.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float_range(0.0, 1.0, low_open=True),
-                   default=default, help=f"{help} (default {default:g}; --lr is the old spelling)")
+                   default=None if unless else default, help=f"{help} ({shown}; --lr is the old spelling)")
 
 
 def add_threshold(p: argparse.ArgumentParser) -> None:
@@ -140,9 +150,11 @@ def add_threshold(p: argparse.ArgumentParser) -> None:
                    help="comma-separated class names, for a model that carries none (with --threshold)")
 
 
-def add_resize_mode(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resize-mode", default="pad", choices=RESIZE_MODES,
-                   help="pad: keep aspect ratio, pad to square (default); squash; crop: centre square")
+def add_resize_mode(p: argparse.ArgumentParser, unless: str | None = None) -> None:
+    """``unless``: what else may set the mode (``"the recipe's"``): the flag is then None unless typed."""
+    p.add_argument("--resize-mode", default=None if unless else "pad", choices=RESIZE_MODES,
+                   help="pad: keep aspect ratio, pad to square (default" + (f", or {unless}" if unless else "")
+                        + "); squash; crop: centre square")
 
 
 def add_data_source(p: argparse.ArgumentParser) -> None:

@@ -6,9 +6,28 @@ import argparse
 from ..data import pneumoniamnist_path
 from ..errors import TfxaiError
 from ..metrics import format_metrics
-from ..models import list_models
-from ..training import STRATEGIES, THRESHOLD_POLICIES, TrainConfig, train
+from ..models import get_spec, list_models
+from ..training import LR_SCHEDULES, STRATEGIES, THRESHOLD_POLICIES, TrainConfig, train
+from ..training.recipes import get_recipe, list_recipes
 from . import _args
+
+# Settings a --recipe may give: TrainConfig field -> the flag's dest. These flags are None unless
+# typed: an explicit flag overrides the recipe, and without either the TrainConfig default applies.
+RECIPE_FLAGS = {"model_type": "model_type", "epochs": "epochs", "batch_size": "batch_size",
+                "image_size": "image_size", "channels": "channels", "resize_mode": "resize_mode",
+                "learning_rate": "learning_rate", "augment": "augment", "class_weighting": "class_weights",
+                "label_smoothing": "label_smoothing", "patience": "patience",
+                "balanced_validation": "balanced_validation", "lr_schedule": "lr_schedule",
+                "ema_decay": "ema_decay", "threshold_policy": "threshold_policy",
+                "target_sensitivity": "target_sensitivity", "deterministic": "deterministic"}
+OR_RECIPE = "the recipe's"
+
+
+def _default(field: str) -> str:
+    """How the help shows a recipe-settable flag's default: ``default 20, or the recipe's``."""
+    value = TrainConfig.__dataclass_fields__[field].default
+    shown = {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+    return f"default {shown}, or {OR_RECIPE}"
 
 
 def resolve_data_dir(args) -> str:
@@ -24,9 +43,12 @@ def resolve_data_dir(args) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     _args.add_data_source(p)
-    p.add_argument("--model-type", default="custom_cnn", choices=list_models())
-    p.add_argument("--epochs", type=_args.POSITIVE, default=20)
-    p.add_argument("--batch-size", type=_args.int_range(1, 4096), default=32)
+    p.add_argument("--recipe", choices=list_recipes(),
+                   help="start from a named training recipe (tfxai.training.recipes); flags given explicitly "
+                        "override its settings (default: no recipe, the defaults below)")
+    p.add_argument("--model-type", choices=list_models(), help=f"({_default('model_type')})")
+    p.add_argument("--epochs", type=_args.POSITIVE, help=f"({_default('epochs')})")
+    p.add_argument("--batch-size", type=_args.int_range(1, 4096), help=f"({_default('batch_size')})")
     _args.add_output_dir(p, "run folder (default saved_models/<model-type>-<time>); a finished run there is "
                             "kept and a new folder used unless --overwrite")
     p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
@@ -34,35 +56,58 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=False,
                    help="start MobileNetV2 from ImageNet weights (Keras cache, or downloaded)")
     p.add_argument("--weights", help="start from this .keras model or weights file")
-    p.add_argument("--image-size", type=_args.IMAGE_SIZE, default=224, help="input side in pixels (16-1024)")
-    p.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1 = grey (X-rays), 3 = RGB")
-    _args.add_resize_mode(p)
-    _args.add_learning_rate(p, 1e-3)
+    p.add_argument("--image-size", type=_args.IMAGE_SIZE, help=f"input side in pixels, 16-1024 ({_default('image_size')})")
+    p.add_argument("--channels", type=int, choices=(1, 3), help=f"1 = grey (X-rays), 3 = RGB ({_default('channels')})")
+    _args.add_resize_mode(p, unless=OR_RECIPE)
+    _args.add_learning_rate(p, TrainConfig.learning_rate, unless=OR_RECIPE)
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
+                   help=f"plateau: cut by 0.3 when the validation loss stalls; cosine: decay over all epochs "
+                        f"({_default('lr_schedule')})")
+    p.add_argument("--ema-decay", type=_args.float_range(0.0, 1.0, high_open=True),
+                   help=f"> 0: validate and save an exponential moving average of the weights, e.g. 0.998 "
+                        f"({_default('ema_decay')})")
     _args.add_seed(p)
     p.add_argument("--val-fraction", type=_args.float_range(0.0, 0.5, low_open=True, high_open=True), default=0.15,
                    help="share of train carved (by patient) as validation when there is no usable val split")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--holdout-pattern", type=_args.file_globs,
+                   help="shift-aware validation (tfxai.shift): hold the training files whose names match this "
+                        "glob (e.g. 'NORMAL2-*', an acquisition batch; several separated by commas) out of "
+                        "training and model selection, carve the validation split from the rest, and report "
+                        "batch-shift and synthetic-shift metrics after training (shift_metrics.json)")
+    p.add_argument("--balanced-validation", action=argparse.BooleanOptionalAction,
+                   help="class-balanced validation loss for early stopping and the best checkpoint "
+                        f"({_default('balanced_validation')}; always on with --holdout-pattern)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                   help=f"on-the-fly augmentation ({_default('augment')})")
+    p.add_argument("--augment-options", type=_args.json_object,
+                   help='JSON of tfxai.data.AugmentConfig fields over the recipe\'s, e.g. \'{"aspect": 0.2}\'')
+    p.add_argument("--hflip", action=argparse.BooleanOptionalAction,
                    help="left-right flips (off by default: the heart is on the left)")
-    p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=True,
-                   help="balance classes in the loss (Kermany is about 1:3 NORMAL:PNEUMONIA)")
-    p.add_argument("--label-smoothing", type=_args.float_range(0.0, 0.5, high_open=True), default=0.0)
-    p.add_argument("--patience", type=_args.NON_NEGATIVE, default=6, help="early stopping patience (epochs)")
+    p.add_argument("--class-weights", action=argparse.BooleanOptionalAction,
+                   help=f"balance classes in the loss, Kermany is about 1:3 NORMAL:PNEUMONIA "
+                        f"({_default('class_weighting')})")
+    p.add_argument("--label-smoothing", type=_args.float_range(0.0, 0.5, high_open=True),
+                   help=f"({_default('label_smoothing')})")
+    p.add_argument("--patience", type=_args.NON_NEGATIVE,
+                   help=f"early stopping patience in epochs ({_default('patience')})")
     p.add_argument("--freeze-epochs", type=_args.NON_NEGATIVE, default=3,
                    help="--pretrained: epochs with the backbone frozen")
     p.add_argument("--fine-tune-layers", type=_args.NON_NEGATIVE, default=40,
                    help="--pretrained: backbone layers then unfrozen")
     p.add_argument("--model-options", type=_args.json_object, default={},
-                   help='JSON of model options, e.g. \'{"width": 16, "depth": 3}\' for custom_cnn')
-    p.add_argument("--threshold-policy", default="fixed", choices=THRESHOLD_POLICIES,
-                   help="fixed 0.5, a target --target-sensitivity, or Youden's J, chosen on validation")
-    p.add_argument("--target-sensitivity", type=_args.float_range(0.0, 1.0, low_open=True), default=0.95)
+                   help='JSON of model options over the recipe\'s, e.g. \'{"width": 16, "depth": 3}\' for '
+                        'custom_cnn, \'{"preprocessing": "equalize"}\' for any model')
+    p.add_argument("--threshold-policy", choices=THRESHOLD_POLICIES,
+                   help="fixed 0.5, a target --target-sensitivity, or Youden's J, chosen on validation "
+                        f"({_default('threshold_policy')})")
+    p.add_argument("--target-sensitivity", type=_args.float_range(0.0, 1.0, low_open=True),
+                   help=f"({_default('target_sensitivity')})")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=False,
                    help="fit temperature scaling on validation")
     p.add_argument("--strategy", default="default", choices=STRATEGIES,
                    help="mirrored: several GPUs on one machine; multiworker: several machines (TF_CONFIG)")
-    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
-                   help="deterministic ops (same --seed, same result)")
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
+                   help=f"deterministic ops, same --seed same result ({_default('deterministic')})")
     p.add_argument("--max-train-images", type=_args.int_range(2),
                    help="train on a random subset of this many images (quick experiments)")
     p.add_argument("--cache-dir", default="default",
@@ -72,26 +117,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args) -> TrainConfig:
-    return TrainConfig(
-        data_dir=resolve_data_dir(args), model_type=args.model_type, output_dir=args.output_dir,
-        epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, channels=args.channels,
-        resize_mode=args.resize_mode, learning_rate=args.learning_rate, seed=args.seed,
-        pretrained=args.pretrained, weights=args.weights, model_options=args.model_options,
-        val_fraction=args.val_fraction, augment=args.augment, augment_config={"hflip": args.hflip},
-        class_weighting=args.class_weights, label_smoothing=args.label_smoothing, patience=args.patience,
-        freeze_epochs=args.freeze_epochs, fine_tune_layers=args.fine_tune_layers,
-        threshold_policy=args.threshold_policy, target_sensitivity=args.target_sensitivity,
-        calibrate=args.calibrate, strategy=args.strategy, deterministic=args.deterministic,
-        overwrite=args.overwrite, max_train_images=args.max_train_images,
+    """The TrainConfig of these flags: a flag typed > the ``--recipe``'s setting > TrainConfig's default."""
+    data_dir = resolve_data_dir(args)
+    recipe = get_recipe(args.recipe) if getattr(args, "recipe", None) else None
+    settings = recipe.settings if recipe else {}
+    typed = {field: getattr(args, dest) for field, dest in RECIPE_FLAGS.items() if getattr(args, dest) is not None}
+    model_options = dict(settings.get("model_options", {}))
+    model_type = typed.get("model_type", settings.get("model_type", TrainConfig.model_type))
+    if model_type != settings.get("model_type", TrainConfig.model_type):
+        accepted = get_spec(model_type).options  # another model than the recipe's: keep the options it has
+        model_options = {k: v for k, v in model_options.items() if k in accepted}
+    model_options.update(args.model_options or {})
+    # Without a recipe augment_config is {"hflip": ...} as it always was (a resume compares it).
+    augment_config = dict(settings.get("augment_config", {})) if recipe else {"hflip": False}
+    augment_config.update(args.augment_options or {})
+    if args.hflip is not None:
+        augment_config["hflip"] = args.hflip
+    values = dict(
+        output_dir=args.output_dir, seed=args.seed, pretrained=args.pretrained, weights=args.weights,
+        model_options=model_options, val_fraction=args.val_fraction, augment_config=augment_config,
+        freeze_epochs=args.freeze_epochs, fine_tune_layers=args.fine_tune_layers, calibrate=args.calibrate,
+        strategy=args.strategy, overwrite=args.overwrite, max_train_images=args.max_train_images,
         cache_dir=None if args.cache_dir in ("none", "") else args.cache_dir,
-        verbose=None if args.progress else 0,
+        verbose=None if args.progress else 0, **typed,
     )
+    return recipe.train_config(data_dir, **values) if recipe else TrainConfig(data_dir, **values)
 
 
 def run(args) -> int:
     config = config_from_args(args)
     config.check()
-    result = train(config)
+    if config.recipe:
+        print(f"recipe {config.recipe}: {get_recipe(config.recipe).description} (flags given explicitly override it)")
+    if args.holdout_pattern:
+        from ..shift import format_scores, train_with_holdout
+
+        result, scores = train_with_holdout(config, args.holdout_pattern)
+        print(format_scores(scores))
+    else:
+        result = train(config)
     print(format_metrics(result.val_metrics, prefix=f"validation (threshold {result.threshold:.3f}): "))
     print(f"trained in {result.seconds:.0f} s ({result.images_per_second:.0f} training images/s); "
           f"model {result.model_path}; curves {result.output_dir}/training_curves.png; "

@@ -8,8 +8,8 @@ size, preprocessing, threshold, versions), ``history.csv``, ``training_curves.pn
 never overwritten, and ``overwrite=True`` removes only what tfxai wrote.
 """
 from .callbacks import read_history
-from .config import STRATEGIES, THRESHOLD_POLICIES, TrainConfig
+from .config import LR_SCHEDULES, STRATEGIES, THRESHOLD_POLICIES, TrainConfig
 from .loop import FitSettings, TrainResult, choose_threshold, compile_model, fit_arrays, train
 
-__all__ = ["FitSettings", "STRATEGIES", "THRESHOLD_POLICIES", "TrainConfig", "TrainResult", "choose_threshold", "compile_model",
+__all__ = ["FitSettings", "LR_SCHEDULES", "STRATEGIES", "THRESHOLD_POLICIES", "TrainConfig", "TrainResult", "choose_threshold", "compile_model",
            "fit_arrays", "read_history", "train"]

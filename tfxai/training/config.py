@@ -10,6 +10,7 @@ from ..models import get_spec, list_models
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 THRESHOLD_POLICIES = ("fixed", "sensitivity", "youden")
+LR_SCHEDULES = ("plateau", "cosine")  # reduce-on-plateau, or tfxai.training.schedules.CosineLearningRate
 MAX_IMAGE_SIZE = 1024  # a 1024 px square already needs ~4 GB per batch of 32 for MobileNetV2 on a CPU
 
 
@@ -18,7 +19,13 @@ class TrainConfig:
     """Everything a training run depends on; saved in ``run_config.json``.
 
     ``learning_rate``: Adam's learning rate (finite, > 0). ``model_options``: the registry's options of
-    ``model_type`` (e.g. ``{"width": 16}``). ``max_train_images``: train on a seeded random subset.
+    ``model_type`` (e.g. ``{"width": 16}``). ``augment_config``: fields of
+    :class:`tfxai.data.AugmentConfig` (e.g. ``{"aspect": 0.2}``). ``max_train_images``: train on a
+    seeded random subset. ``balanced_validation``: every class weighs the same in the validation
+    loss (early stopping, the best checkpoint). ``lr_schedule``: ``"plateau"`` (cut by 0.3 when the
+    validation loss stalls) or ``"cosine"`` (decay over all epochs). ``ema_decay``: > 0 validates and
+    saves an exponential moving average of the weights (``tfxai.training.schedules.WeightEMA``).
+    ``recipe``: the name of the :mod:`tfxai.training.recipes` recipe these settings started from.
     """
 
     data_dir: str
@@ -41,6 +48,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     patience: int = 6
     lr_patience: int = 2
+    balanced_validation: bool = False
+    lr_schedule: str = "plateau"
+    ema_decay: float = 0.0
     freeze_epochs: int = 3
     fine_tune_layers: int = 40
     threshold_policy: str = "fixed"
@@ -52,6 +62,7 @@ class TrainConfig:
     cache_dir: str | None = "default"
     max_train_images: int | None = None
     verbose: int | None = None
+    recipe: str | None = None
 
     def check(self) -> None:
         """Raise :class:`ConfigError` naming the first field that is out of range."""
@@ -75,6 +86,17 @@ class TrainConfig:
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or not 0 < lr <= 1:
             raise ConfigError("learning_rate", f"must be a finite number in (0, 1], got {self.learning_rate!r}")
+        if not isinstance(self.balanced_validation, bool):
+            raise ConfigError("balanced_validation", f"must be true or false, got {self.balanced_validation!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError("lr_schedule", f"must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        decay = self.ema_decay
+        if (isinstance(decay, bool) or not isinstance(decay, (int, float)) or not math.isfinite(decay)
+                or not 0.0 <= decay < 1.0):
+            raise ConfigError("ema_decay", f"must be a number in [0, 1) (0: no averaging), got {self.ema_decay!r}")
+        _check_augment_config(self.augment_config)
+        if self.recipe is not None and (not isinstance(self.recipe, str) or not self.recipe.strip()):
+            raise ConfigError("recipe", f"must be a recipe name or None, got {self.recipe!r}")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ConfigError("label_smoothing", f"must be in [0, 0.5), got {self.label_smoothing!r}")
         if not 0.0 < self.val_fraction < 0.5:
@@ -91,3 +113,26 @@ class TrainConfig:
             get_spec(self.model_type).check_options(self.model_options)
         except ValueError as err:
             raise ConfigError("model_options", str(err)) from None
+
+
+def _check_augment_config(options) -> None:
+    """ConfigError naming an unknown :class:`tfxai.data.AugmentConfig` field or a bad value."""
+    from dataclasses import fields
+
+    from ..data.pipeline import AugmentConfig
+
+    known = {f.name: f.type for f in fields(AugmentConfig)}
+    if not isinstance(options, dict):
+        raise ConfigError("augment_config", f"must be a JSON object such as {{\"aspect\": 0.2}}, got {options!r}")
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError("augment_config", f"unknown field(s) {unknown}; AugmentConfig has {sorted(known)}")
+    for key, value in options.items():
+        if known[key] in (bool, "bool"):
+            ok = isinstance(value, bool)
+        else:
+            ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+                  and value >= 0)
+        if not ok:
+            what = "true or false" if known[key] in (bool, "bool") else "a finite number >= 0"
+            raise ConfigError("augment_config", f"{key!r} must be {what}, got {value!r}")

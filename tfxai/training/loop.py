@@ -23,6 +23,7 @@ from ..ood import OODGuard, feature_model, features as ood_features, store_guard
 from .callbacks import BestCheckpoint, CurvePlotter, EpochTimer, read_history
 from .config import TrainConfig
 from .run_folder import BACKUP_DIR, STATE_NAME, prepare_output_dir
+from .schedules import CosineLearningRate, WeightEMA
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,12 @@ def _training_subset(train_set: data_lib.ImageSet, config: TrainConfig) -> data_
 
 
 def _facts(config: TrainConfig, class_names: list[str]) -> dict:
+    preprocessing = get_spec(config.model_type).preprocessing
+    layers = config.model_options.get("preprocessing", "none")
+    if layers != "none":
+        preprocessing = f"{layers} (tfxai.preprocessing), then {preprocessing}"
     return model_facts(class_names, config.image_size, config.channels, config.resize_mode, 0.5,
-                       get_spec(config.model_type).preprocessing + " (inside the model)",
+                       preprocessing + " (inside the model)",
                        model_type=config.model_type, training="unfinished",
                        arguments={k: v for k, v in asdict(config).items() if k != "verbose"})
 
@@ -136,21 +141,35 @@ def _run_config(config: TrainConfig, splits: data_lib.DataSplits, train_set, val
     }
 
 
-def _callbacks(config: TrainConfig, out: str, phase: str, facts: dict, n_images: int, extra) -> list:
+def _lr_callback(config: TrainConfig, phase: tuple[str, int, int], n_images: int, batch: int):
+    """Reduce-on-plateau (default) or the cosine schedule over this phase's epochs."""
+    name, first, end = phase
+    lr = config.learning_rate / 10 if name == "fine_tune" else config.learning_rate
+    if config.lr_schedule == "cosine":
+        steps = max(1, -(-n_images // batch))
+        return CosineLearningRate(lr, steps * (end - first), steps, first_epoch=first)
+    return keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=config.lr_patience,
+                                             min_lr=1e-6, verbose=1)
+
+
+def _callbacks(config: TrainConfig, out: str, phase: tuple[str, int, int], facts: dict, n_images: int,
+               batch: int, extra) -> list:
     csv_path = os.path.join(out, "history.csv")
     title = f"{config.model_type} on {os.path.normpath(config.data_dir)}"
     return [
         EpochTimer(n_images),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.BackupAndRestore(os.path.join(out, BACKUP_DIR, phase), delete_checkpoint=True),
+        keras.callbacks.BackupAndRestore(os.path.join(out, BACKUP_DIR, phase[0]), delete_checkpoint=True),
         BestCheckpoint(os.path.join(out, BEST_MODEL_NAME), os.path.join(out, STATE_NAME), facts),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=config.lr_patience,
-                                          min_lr=1e-6, verbose=1),
+        _lr_callback(config, phase, n_images, batch),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
         keras.callbacks.CSVLogger(csv_path, append=True),
         keras.callbacks.TensorBoard(os.path.join(out, "logs"), histogram_freq=0, write_graph=False),
         CurvePlotter(csv_path, os.path.join(out, "training_curves.png"), title),
         *(extra or []),
+        # Last: the averaged weights are swapped in for validation and every callback above sees,
+        # scores and saves them at the end of an epoch (see WeightEMA).
+        *([WeightEMA(config.ema_decay)] if config.ema_decay else []),
     ]
 
 
@@ -160,6 +179,7 @@ def _fit(model, config: TrainConfig, out: str, datasets, facts: dict, n_images: 
     num_classes = len(facts["class_names"])
     verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
     phases = _phases(config)
+    batch = config.batch_size * strategy.num_replicas_in_sync
     for phase, first, end in phases:
         phase_done = os.path.join(out, f"phase_{phase}.done.weights.h5")
         if os.path.exists(phase_done):
@@ -172,7 +192,8 @@ def _fit(model, config: TrainConfig, out: str, datasets, facts: dict, n_images: 
                 compile_model(model, num_classes, config.learning_rate if frozen else config.learning_rate / 10, config.label_smoothing)
         try:
             model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=first, class_weight=weights,
-                      callbacks=_callbacks(config, out, phase, facts, n_images, extra), verbose=verbose)
+                      callbacks=_callbacks(config, out, (phase, first, end), facts, n_images, batch, extra),
+                      verbose=verbose)
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise OutputError(f"the disk is full while training in {out!r}; free some space and run "
@@ -236,7 +257,14 @@ def _datasets(config: TrainConfig, train_set, val_set, num_classes: int, global_
     aug = data_lib.AugmentConfig(**config.augment_config) if config.augment else data_lib.NO_AUGMENT
     train_ds = data_lib.make_dataset(train_set.images, train_set.labels, num_classes, global_batch,
                                      training=True, augment=aug, seed=config.seed)
-    return train_ds, data_lib.make_dataset(val_set.images, val_set.labels, num_classes, global_batch), weights
+    val_weights = None
+    if config.balanced_validation:
+        # Every class weighs the same in the validation loss, whatever the split's class ratio.
+        cw = data_lib.class_weights(val_set.labels, num_classes)
+        val_weights = np.array([cw[int(c)] for c in val_set.labels], np.float32)
+    val_ds = data_lib.make_dataset(val_set.images, val_set.labels, num_classes, global_batch,
+                                   sample_weights=val_weights)
+    return train_ds, val_ds, weights
 
 
 def train(config: TrainConfig, splits: data_lib.DataSplits | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 
 from ..errors import OutputError, TfxaiError
 from ..files import BEST_MODEL_NAME, RUN_CONFIG_NAME, OutputFolder, read_json
@@ -15,13 +15,14 @@ log = logging.getLogger(__name__)
 BACKUP_DIR = "backup"
 STATE_NAME = "train_state.json"
 # Arguments that may change when a killed run is resumed; every other argument changes the
-# model or the data, so it must match.
+# model or the data, so it must match. ``recipe`` only names where the settings came from.
 RESUMABLE_CHANGES = ("epochs", "patience", "lr_patience", "output_dir", "overwrite", "cache_dir", "verbose",
-                     "threshold_policy", "target_sensitivity", "calibrate", "strategy", "deterministic")
-# What a run folder holds; phase_*.done.weights.h5 only exist during a --pretrained run.
+                     "threshold_policy", "target_sensitivity", "calibrate", "strategy", "deterministic", "recipe")
+# What a run folder holds; phase_*.done.weights.h5 only exist during a --pretrained run,
+# shift_metrics.json after a shift-aware run (tfxai.shift, scripts/benchmark_shift.py).
 RUN_ENTRIES = (BEST_MODEL_NAME, RUN_CONFIG_NAME, "history.csv", "training_curves.png", "val_metrics.json",
                "logs", BACKUP_DIR, STATE_NAME, "phase_frozen.done.weights.h5", "phase_fine_tune.done.weights.h5",
-               "phase_all.done.weights.h5")
+               "phase_all.done.weights.h5", "shift_metrics.json")
 
 
 def default_output_dir(model_type: str) -> str:
@@ -29,9 +30,15 @@ def default_output_dir(model_type: str) -> str:
 
 
 def resume_conflicts(saved: dict, now: dict) -> dict[str, tuple]:
-    """{argument: (then, now)} for every argument that differs and may not change on a resume."""
-    keys = (set(saved) | set(now)) - set(RESUMABLE_CHANGES)
-    return {k: (saved.get(k), now.get(k)) for k in sorted(keys) if saved.get(k) != now.get(k)}
+    """{argument: (then, now)} for every argument that differs and may not change on a resume.
+
+    An argument missing from ``saved`` (a run started before the field existed, such as
+    ``ema_decay``) ran with the field's default, and is compared as that.
+    """
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    then = {k: saved.get(k, defaults.get(k)) for k in set(saved) | set(now)}
+    keys = set(then) - set(RESUMABLE_CHANGES)
+    return {k: (then[k], now.get(k)) for k in sorted(keys) if then[k] != now.get(k)}
 
 
 def _next_free(out: str) -> str:

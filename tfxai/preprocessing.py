@@ -1,0 +1,164 @@
+"""In-model preprocessing that removes acquisition differences between X-ray machines.
+
+Every layer here maps raw pixels float32 (N, H, W, C) in [0, 255] to float32 (N, H, W, C) in
+[0, 255], so it sits in front of a model's own rescaling without changing anything else. The
+layers hold no weights, are registered Keras serializables (a saved model loads with
+``safe_mode=True``: :func:`tfxai.files.load_model` passes ``SERIALIZABLE_LAYERS``), and use
+only ops that TFLite has as builtins in float32 and int8 (mean, sub, mul, rsqrt, logistic, average
+pooling, min/max): a model exported for a phone carries its preprocessing with it.
+
+* ``standardize``: per-image intensity standardisation, ``128 + 48 * (x - mean) / std``.
+* ``equalize``: smooth histogram equalisation; each image's intensity CDF, estimated on ``bins``
+  levels, is applied as a piecewise-linear map (global contrast and gamma differences vanish).
+* ``local_contrast``: CLAHE-like local contrast normalisation, ``(x - local mean) / local std``
+  over a window of ``window`` of the side, clipped (uneven exposure, heavy or light processing).
+* ``equalize_local``: equalisation then local contrast normalisation.
+
+Colour inputs are reduced to their channel mean first (X-rays are grey; R = G = B) and the result
+is repeated on every channel.
+"""
+from __future__ import annotations
+
+from ._keras import keras, tf
+
+PREPROCESSING = ("none", "standardize", "equalize", "local_contrast", "equalize_local")
+
+
+def _grey(x):
+    return x if x.shape[-1] == 1 else tf.reduce_mean(x, axis=-1, keepdims=True)
+
+
+def _affine_clip255(z, scale: float, offset: float):
+    """clip(scale * z + offset, 0, 255), written as (255 / 6) * relu6(...) with the affine map
+    inside: TFLite's int8 converter gives a tensor followed by a constant multiply-add and a clip
+    the *output's* quantization range (measured: 17-60 grey levels of error); this form quantizes
+    to about 2 grey levels."""
+    return (255.0 / 6.0) * tf.nn.relu6(z * (6.0 * scale / 255.0) + 6.0 * offset / 255.0)
+
+
+def _like(y, x):
+    return y if x.shape[-1] == 1 else tf.concat([y] * int(x.shape[-1]), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="tfxai")
+class PerImageStandardize(keras.layers.Layer):
+    """y = clip(center + spread * (x - mean(x)) / std(x), 0, 255), statistics per image.
+
+    Input and output float32 (N, H, W, C) in [0, 255]. A constant image maps to ``center``.
+    """
+
+    def __init__(self, center: float = 128.0, spread: float = 48.0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < spread <= 128.0:
+            raise ValueError(f"spread must be in (0, 128], got {spread!r}")
+        self.center, self.spread = float(center), float(spread)
+
+    def call(self, x):
+        g = _grey(tf.cast(x, tf.float32))
+        mean = tf.reduce_mean(g, axis=[1, 2, 3], keepdims=True)
+        d = g - mean
+        var = tf.reduce_mean(d * d, axis=[1, 2, 3], keepdims=True)
+        return _like(_affine_clip255(d * tf.math.rsqrt(var + 1.0), self.spread, self.center), x)
+
+    def get_config(self):
+        return {**super().get_config(), "center": self.center, "spread": self.spread}
+
+
+@keras.saving.register_keras_serializable(package="tfxai")
+class HistogramEqualize(keras.layers.Layer):
+    """Smooth per-image histogram equalisation.
+
+    The CDF is estimated on ``bins`` equal-width intensity levels from an average-pooled copy of
+    the image (``pool`` x ``pool``), with a logistic step of width ``softness`` bins instead of a
+    hard count, then applied to every pixel as a piecewise-linear map. Input and output float32
+    (N, H, W, C) in [0, 255]; output of a non-constant image spans [0, 255].
+    """
+
+    def __init__(self, bins: int = 32, pool: int = 4, softness: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        if not 4 <= int(bins) <= 256:
+            raise ValueError(f"bins must be in [4, 256], got {bins!r}")
+        if int(pool) < 1 or not softness > 0:
+            raise ValueError(f"pool must be >= 1 and softness > 0, got pool={pool!r}, softness={softness!r}")
+        self.bins, self.pool, self.softness = int(bins), int(pool), float(softness)
+
+    def call(self, x):
+        g = _grey(tf.cast(x, tf.float32))
+        width = 255.0 / self.bins
+        edges = tf.constant([k * width for k in range(self.bins + 1)], tf.float32)  # (K+1,)
+        small = g
+        if self.pool > 1 and g.shape[1] is not None and g.shape[1] >= 4 * self.pool:
+            small = tf.nn.avg_pool2d(g, self.pool, self.pool, "VALID")
+        # cdf[k] ~ share of pixels below edge k: mean of logistic((edge - x) / tau), (N, 1, 1, K+1)
+        cdf = tf.reduce_mean(tf.sigmoid((edges - small) / (self.softness * width)), axis=[1, 2], keepdims=True)
+        lo, hi = cdf[..., :1], cdf[..., -1:]
+        cdf = (cdf - lo) / tf.maximum(hi - lo, 1e-6)
+        steps = cdf[..., 1:] - cdf[..., :-1]  # (N, 1, 1, K): how much output range each bin gets
+        ramps = tf.minimum(tf.nn.relu(g - edges[:-1]), width) / width  # (N, H, W, K) in [0, 1]
+        return _like(_affine_clip255(tf.reduce_sum(steps * ramps, axis=-1, keepdims=True), 255.0, 0.0), x)
+
+    def get_config(self):
+        return {**super().get_config(), "bins": self.bins, "pool": self.pool, "softness": self.softness}
+
+
+@keras.saving.register_keras_serializable(package="tfxai")
+class LocalContrastNormalize(keras.layers.Layer):
+    """CLAHE-like local contrast normalisation:
+    y = clip(128 + spread * (x - m) / (s + floor), 0, 255), with m and s the mean and standard
+    deviation over a square window of ``window`` times the image side (computed on a
+    ``pool``-times smaller copy and resized back, so the cost stays small at any size).
+    ``floor`` (in grey levels) limits the gain in flat regions, like CLAHE's clip limit.
+    Input and output float32 (N, H, W, C) in [0, 255].
+    """
+
+    def __init__(self, window: float = 0.25, pool: int = 4, spread: float = 48.0, floor: float = 8.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < window <= 1.0:
+            raise ValueError(f"window must be in (0, 1], got {window!r}")
+        if int(pool) < 1 or not spread > 0 or not floor > 0:
+            raise ValueError(f"pool must be >= 1, spread and floor > 0; got {pool!r}, {spread!r}, {floor!r}")
+        self.window, self.pool, self.spread, self.floor = float(window), int(pool), float(spread), float(floor)
+
+    def call(self, x):
+        g = _grey(tf.cast(x, tf.float32))
+        h, w = int(g.shape[1]), int(g.shape[2])
+        pool = self.pool if min(h, w) >= 8 * self.pool else 1
+        small = tf.nn.avg_pool2d(g, pool, pool, "VALID") if pool > 1 else g
+        k = max(3, int(round(self.window * min(h, w) / pool)) | 1)
+        m = tf.nn.avg_pool2d(small, k, 1, "SAME")
+        m2 = tf.nn.avg_pool2d(small * small, k, 1, "SAME")
+        s = tf.sqrt(tf.nn.relu(m2 - m * m) + 1.0)
+        if pool > 1:
+            m = tf.image.resize(m, (h, w), "bilinear")
+            s = tf.image.resize(s, (h, w), "bilinear")
+        return _like(_affine_clip255((g - m) / (s + self.floor), self.spread, 128.0), x)
+
+    def get_config(self):
+        return {**super().get_config(), "window": self.window, "pool": self.pool, "spread": self.spread,
+                "floor": self.floor}
+
+
+# Registered name ("tfxai>HistogramEqualize") -> class: what a saved model may contain (for loading).
+SERIALIZABLE_LAYERS = {keras.saving.get_registered_name(c): c
+                       for c in (PerImageStandardize, HistogramEqualize, LocalContrastNormalize)}
+
+
+def preprocessing_layers(name: str) -> list[keras.layers.Layer]:
+    """The layers for a ``preprocessing`` model option (one of ``PREPROCESSING``), applied in order."""
+    if name not in PREPROCESSING:
+        raise ValueError(f"preprocessing must be one of {PREPROCESSING}, got {name!r}")
+    return {
+        "none": [],
+        "standardize": [PerImageStandardize(name="standardize")],
+        "equalize": [HistogramEqualize(name="equalize")],
+        "local_contrast": [LocalContrastNormalize(name="local_contrast")],
+        "equalize_local": [HistogramEqualize(name="equalize"), LocalContrastNormalize(name="local_contrast")],
+    }[name]
+
+
+def apply_preprocessing(x, name: str):
+    """Apply the ``name`` preprocessing to a symbolic (N, H, W, C) [0, 255] tensor (functional API)."""
+    for layer in preprocessing_layers(name):
+        x = layer(x)
+    return x

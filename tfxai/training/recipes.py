@@ -1,0 +1,101 @@
+"""Named training recipes: ``tfxai train --recipe NAME`` (flags given explicitly still override).
+
+A recipe is a small frozen dataclass of :class:`tfxai.training.TrainConfig` settings under a name.
+The candidates were measured on the shift-aware protocol of :mod:`tfxai.shift`
+(``scripts/benchmark_shift.py``). ``tfxai train`` uses no recipe unless ``--recipe`` is given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from .config import TrainConfig
+
+# TrainConfig fields a recipe may set (everything that decides the model, nothing about paths).
+RECIPE_FIELDS = ("model_type", "image_size", "channels", "resize_mode", "epochs", "batch_size", "learning_rate",
+                 "model_options", "augment", "augment_config", "class_weighting", "label_smoothing",
+                 "patience", "lr_patience", "balanced_validation", "lr_schedule", "ema_decay", "deterministic",
+                 "threshold_policy", "target_sensitivity")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Train settings under a name. ``settings``: TrainConfig field -> value (keys in RECIPE_FIELDS)."""
+
+    name: str
+    description: str
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.settings) - set(RECIPE_FIELDS))
+        if unknown:
+            raise ValueError(f"recipe {self.name!r} sets unknown field(s) {unknown}; allowed: {list(RECIPE_FIELDS)}")
+
+    def train_config(self, data_dir: str, **overrides) -> TrainConfig:
+        """A :class:`TrainConfig` with this recipe's settings (dicts copied), then ``overrides``."""
+        names = {f.name for f in fields(TrainConfig)}
+        bad = sorted(set(overrides) - names)
+        if bad:
+            raise ValueError(f"unknown TrainConfig field(s) {bad}")
+        values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.settings.items()}
+        values["recipe"] = self.name
+        values.update(overrides)
+        return TrainConfig(data_dir, **values)
+
+
+_REGISTRY: dict[str, Recipe] = {}
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    if recipe.name in _REGISTRY:
+        raise ValueError(f"recipe {recipe.name!r} is already registered")
+    _REGISTRY[recipe.name] = recipe
+    return recipe
+
+
+def list_recipes() -> list[str]:
+    """Names accepted by :func:`get_recipe` and ``--recipe``, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {list_recipes()}") from None
+
+
+# The README's MobileNetV2 row (scripts/benchmark_train.py): kept so its numbers stay reproducible.
+register_recipe(Recipe(
+    "readme-mobilenet", "MobileNetV2 alpha 0.5 from scratch, 128 px, 20 epochs with early stopping "
+    "(patience 5), label smoothing 0.05: the README's benchmark row (validation 0.993, test 0.921)",
+    {"model_type": "mobilenet_v2", "image_size": 128, "epochs": 20, "batch_size": 32, "learning_rate": 1e-3,
+     "model_options": {"alpha": 0.5}, "label_smoothing": 0.05, "patience": 5, "deterministic": False},
+))
+
+# Candidates measured on the shift-aware protocol (scripts/benchmark_shift.py).
+_README = get_recipe("readme-mobilenet").settings
+_ROBUST_AUG = {"zoom": 0.15, "contrast": 0.4, "gamma": 0.4, "aspect": 0.2, "blur": 1.0, "noise": 6.0, "downup": 3.0}
+
+register_recipe(Recipe(
+    "mnv2-equalize", "the README recipe with in-model histogram equalisation",
+    {**_README, "model_options": {"alpha": 0.5, "preprocessing": "equalize"}},
+))
+register_recipe(Recipe(
+    "mnv2-robust", "MobileNetV2 alpha 0.5, 128 px, in-model histogram equalisation, strong photometric, "
+    "aspect-ratio and resolution augmentation, cosine schedule over 20 epochs, EMA of the weights",
+    {**_README, "model_options": {"alpha": 0.5, "preprocessing": "equalize"}, "augment_config": _ROBUST_AUG,
+     "epochs": 20, "patience": 20, "lr_schedule": "cosine", "ema_decay": 0.998, "deterministic": True,
+     "balanced_validation": True},
+))
+
+_ROBUST = get_recipe("mnv2-robust").settings
+
+register_recipe(Recipe(
+    "mnv2-robust-noeq", "mnv2-robust without the in-model equalisation (an ablation)",
+    {**_ROBUST, "model_options": {"alpha": 0.5}},
+))
+register_recipe(Recipe(
+    "cnn-robust", "custom_cnn width 16, depth 4 (0.3 M parameters), 128 px, with mnv2-robust's "
+    "equalisation, augmentation, cosine schedule and EMA",
+    {**_ROBUST, "model_type": "custom_cnn", "model_options": {"width": 16, "depth": 4, "preprocessing": "equalize"}},
+))
