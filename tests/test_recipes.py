@@ -4,7 +4,7 @@ import pytest
 from tfxai.cli import build_parser
 from tfxai.commands import train as train_cmd
 from tfxai.training import TrainConfig
-from tfxai.training.recipes import Recipe, get_recipe, list_recipes
+from tfxai.training.recipes import DEFAULT_RECIPE, Recipe, get_recipe, list_recipes
 
 ROBUST = "mnv2-robust"
 
@@ -56,11 +56,29 @@ def test_a_recipe_with_an_unknown_field_or_name_is_refused():
         get_recipe(ROBUST).train_config("d", colour=1)
 
 
-def test_without_a_recipe_the_flags_give_the_plain_defaults_as_before(tmp_path):
-    cfg = train_cmd.config_from_args(_args("--data-dir", str(tmp_path)))
+def test_recipe_none_gives_the_plain_defaults_as_before(tmp_path):
+    cfg = train_cmd.config_from_args(_args("--data-dir", str(tmp_path), "--recipe", "none"))
     assert cfg.recipe is None
     plain = TrainConfig(str(tmp_path), augment_config={"hflip": False}, output_dir=None)
     assert cfg == plain  # every field as TrainConfig's defaults; augment_config as it always was
+
+
+def test_a_folder_without_model_flags_gets_the_default_recipe_and_flags_still_override(tmp_path):
+    assert DEFAULT_RECIPE in list_recipes()
+    cfg = train_cmd.config_from_args(_args("--data-dir", str(tmp_path), "--epochs", "3", "--seed", "2"))
+    assert cfg == get_recipe(DEFAULT_RECIPE).train_config(str(tmp_path), seed=2, epochs=3, output_dir=None)
+
+
+@pytest.mark.parametrize("flags", [("--model-type", "custom_cnn"), ("--image-size", "64"), ("--channels", "3"),
+                                   ("--pretrained",), ("--weights", "w.keras")])
+def test_choosing_a_model_means_no_default_recipe(tmp_path, flags):
+    assert train_cmd.config_from_args(_args("--data-dir", str(tmp_path), *flags)).recipe is None
+
+
+def test_a_medmnist_file_gets_no_default_recipe(tmp_path):
+    npz = tmp_path / "pneumoniamnist.npz"
+    npz.write_bytes(b"")
+    assert train_cmd.config_from_args(_args("--data-dir", str(npz))).recipe is None
 
 
 def test_explicit_flags_override_the_recipe_and_merge_options(tmp_path):
@@ -89,9 +107,9 @@ def test_another_model_type_keeps_only_the_options_it_accepts(tmp_path):
 
 
 def test_hflip_and_augment_options_combine_without_a_recipe(tmp_path):
-    cfg = train_cmd.config_from_args(_args("--data-dir", str(tmp_path), "--augment-options", '{"hflip": true, "blur": 0.5}'))
+    cfg = train_cmd.config_from_args(_args("--data-dir", str(tmp_path), "--recipe", "none", "--augment-options", '{"hflip": true, "blur": 0.5}'))
     assert cfg.augment_config == {"hflip": True, "blur": 0.5}
-    cfg = train_cmd.config_from_args(_args("--data-dir", str(tmp_path), "--augment-options", '{"blur": 0.5}', "--hflip"))
+    cfg = train_cmd.config_from_args(_args("--data-dir", str(tmp_path), "--recipe", "none", "--augment-options", '{"blur": 0.5}', "--hflip"))
     assert cfg.augment_config == {"hflip": True, "blur": 0.5}
 
 

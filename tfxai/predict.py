@@ -95,7 +95,7 @@ def _shrunk(original: np.ndarray) -> np.ndarray:
     return cv2.resize(original, (w, h), interpolation=cv2.INTER_AREA).reshape(h, w, -1)
 
 
-def _decoded_batches(classifier: Classifier, paths: list[str], batch_size: int, skipped: list,
+def decoded_batches(classifier: Classifier, paths: list[str], batch_size: int, skipped: list,
                      originals: bool = True) -> Iterator:
     """Batches of (paths, model inputs uint8 (B, S, S, C), originals (None unless ``originals``),
     ResizeInfos); unreadable files go to ``skipped`` as (path, reason)."""
@@ -154,7 +154,7 @@ def predict_files(classifier: Classifier, paths: list[str], overlay_dir: str | N
 
     # Overlays (PNG encoding, a third of the time) are drawn in threads while the next batch runs.
     with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as drawers:
-        for batch_paths, x, originals, infos in _decoded_batches(classifier, paths, batch_size, skipped,
+        for batch_paths, x, originals, infos in decoded_batches(classifier, paths, batch_size, skipped,
                                                                  originals=explainer is not None):
             raw, ood = classifier.raw_proba_and_ood(x, batch_size)
             proba = classifier.calibrated(raw)

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..data import pneumoniamnist_path
 from ..errors import TfxaiError
 from ..metrics import format_metrics
 from ..models import get_spec, list_models
 from ..training import LR_SCHEDULES, STRATEGIES, THRESHOLD_POLICIES, TrainConfig, train
-from ..training.recipes import get_recipe, list_recipes
+from ..training.recipes import DEFAULT_RECIPE, get_recipe, list_recipes
 from . import _args
 
 # Settings a --recipe may give: TrainConfig field -> the flag's dest. These flags are None unless
@@ -43,9 +44,12 @@ def resolve_data_dir(args) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     _args.add_data_source(p)
-    p.add_argument("--recipe", choices=list_recipes(),
+    p.add_argument("--recipe", choices=[*list_recipes(), "none"],
                    help="start from a named training recipe (tfxai.training.recipes); flags given explicitly "
-                        "override its settings (default: no recipe, the defaults below)")
+                        f"override its settings. Default: {DEFAULT_RECIPE} (the recipe that held up best under "
+                        "the shift-aware validation, see the README) for a folder of images when none of "
+                        "--model-type, --image-size, --channels, --weights, --pretrained is given; otherwise, "
+                        "or with 'none', no recipe: the defaults below")
     p.add_argument("--model-type", choices=list_models(), help=f"({_default('model_type')})")
     p.add_argument("--epochs", type=_args.POSITIVE, help=f"({_default('epochs')})")
     p.add_argument("--batch-size", type=_args.int_range(1, 4096), help=f"({_default('batch_size')})")
@@ -116,10 +120,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _args.add_progress(p)
 
 
+# Flags that choose the model: any of them means "my own model", so no default recipe.
+MODEL_CHOICES = ("model_type", "image_size", "channels", "weights", "pretrained")
+
+
+def chosen_recipe(args, data_dir: str) -> str | None:
+    """``--recipe`` NAME, None for ``none``; unset: :data:`DEFAULT_RECIPE` for a folder of images
+    (not a MedMNIST .npz) when no flag in MODEL_CHOICES is given, else None."""
+    name = getattr(args, "recipe", None)
+    if name is not None:
+        return None if name == "none" else name
+    own_model = any(getattr(args, flag, None) not in (None, False) for flag in MODEL_CHOICES)
+    return None if own_model or not os.path.isdir(data_dir) else DEFAULT_RECIPE
+
+
 def config_from_args(args) -> TrainConfig:
-    """The TrainConfig of these flags: a flag typed > the ``--recipe``'s setting > TrainConfig's default."""
+    """The TrainConfig of these flags: a flag typed > the recipe's setting (:func:`chosen_recipe`)
+    > TrainConfig's default."""
     data_dir = resolve_data_dir(args)
-    recipe = get_recipe(args.recipe) if getattr(args, "recipe", None) else None
+    name = chosen_recipe(args, data_dir)
+    recipe = get_recipe(name) if name else None
     settings = recipe.settings if recipe else {}
     typed = {field: getattr(args, dest) for field, dest in RECIPE_FLAGS.items() if getattr(args, dest) is not None}
     model_options = dict(settings.get("model_options", {}))
@@ -148,7 +168,10 @@ def run(args) -> int:
     config = config_from_args(args)
     config.check()
     if config.recipe:
-        print(f"recipe {config.recipe}: {get_recipe(config.recipe).description} (flags given explicitly override it)")
+        how = "flags given explicitly override it"
+        if args.recipe is None:
+            how = f"the default for a folder of X-rays; {how}; --recipe none for the plain defaults"
+        print(f"recipe {config.recipe}: {get_recipe(config.recipe).description} ({how})")
     if args.holdout_pattern:
         from ..shift import format_scores, train_with_holdout
 

@@ -2,7 +2,9 @@
 
 A recipe is a small frozen dataclass of :class:`tfxai.training.TrainConfig` settings under a name.
 The candidates were measured on the shift-aware protocol of :mod:`tfxai.shift`
-(``scripts/benchmark_shift.py``). ``tfxai train`` uses no recipe unless ``--recipe`` is given.
+(``scripts/benchmark_shift.py``). ``DEFAULT_RECIPE``, the one that wins on them, is what
+``tfxai train`` uses for a folder of X-rays when no model is chosen (see
+:func:`tfxai.commands.train.chosen_recipe`).
 """
 from __future__ import annotations
 
@@ -99,3 +101,7 @@ register_recipe(Recipe(
     "equalisation, augmentation, cosine schedule and EMA",
     {**_ROBUST, "model_type": "custom_cnn", "model_options": {"width": 16, "depth": 4, "preprocessing": "equalize"}},
 ))
+
+# The winner of the shift-aware table in the README (scripts/benchmark_shift.py): `tfxai train` on a
+# folder of images uses it unless a recipe, a model, an image size or starting weights are given.
+DEFAULT_RECIPE = "mnv2-robust"
