@@ -9,6 +9,9 @@ and fraction). Out of distribution: CIFAR-10 photos (``--cifar10-archive``), syn
 validation X-rays inverted (255 - x), and original-resolution X-rays rotated by 90 degrees. For each
 set: ROC-AUC of the guard's score (validation = 0, the set = 1) and the share flagged at the
 threshold stored with the model; plus the share of validation images flagged (false alarms).
+ROC-AUC is given for the guard's two parts (model features; model-free 16x16 thumbnails) and for
+both together (the larger of each distance divided by its threshold). ``--fit-pixels`` fits the
+thumbnail part on the model's own training images when the stored guard predates it.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ def _parse(argv):
     p.add_argument("--cifar10-archive", help="CIFAR-10 train .tar.gz (default: ../shared/data/cifar10/...)")
     p.add_argument("--n", type=int, default=500, help="images per out-of-distribution set")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fit-pixels", action="store_true",
+                   help="fit the thumbnail part on the model's training images (guards stored before it existed)")
     p.add_argument("--output", help="write the results as JSON here")
     return p.parse_args(argv)
 
@@ -71,25 +76,40 @@ def main(argv=None) -> int:
     }
     if args.original_dir:
         sets["X-rays rotated 90 degrees"] = _rotated(args.original_dir, clf)
-    in_scores = np.array([r.score for r in clf.check_ood(val.images)])
-    in_flags = np.array([r.flag for r in clf.check_ood(val.images)])
+    if args.fit_pixels:
+        train = load_eval_images(clf, args.data_dir, "train", progress=False)
+        pick = np.sort(np.random.default_rng(args.seed).permutation(len(train))[:3000])  # as training does
+        clf.ood.fit_pixels(train.images[pick], val.images)
+    guard = clf.ood
+
+    def columns(results):
+        feat = np.array([r.score for r in results])
+        pix = np.array([r.pixel_score for r in results])
+        both = np.maximum(feat / guard.threshold, pix / guard.pixels.threshold) if guard.pixels else feat
+        return {"features": feat, "thumbnails": pix, "combined": both}, np.array([r.flag for r in results])
+
+    inside, in_flags = columns(clf.check_ood(val.images))
     rows = [{"set": "validation X-rays (in distribution)", "n": len(val), "roc_auc": None,
              "flagged": float(in_flags.mean())}]
     for name, images in sets.items():
-        results = clf.check_ood(images)
-        scores = np.array([r.score for r in results])
-        y = np.r_[np.zeros(len(in_scores)), np.ones(len(scores))]
-        rows.append({"set": name, "n": len(images), "roc_auc": float(roc_auc_score(y, np.r_[in_scores, scores])),
-                     "flagged": float(np.mean([r.flag for r in results]))})
-    print(f"{args.checkpoint}: guard threshold {clf.ood.threshold:.2f} "
-          f"({len(clf.ood.variances)} principal components of the penultimate features)")
-    print("| images | n | ROC-AUC (vs validation) | flagged at the stored threshold |")
+        scores, flags = columns(clf.check_ood(images))
+        y = np.r_[np.zeros(len(val)), np.ones(len(images))]
+        aucs = {k: (float(roc_auc_score(y, np.r_[inside[k], v])) if np.isfinite(v).all() else None)
+                for k, v in scores.items()}
+        rows.append({"set": name, "n": len(images), "roc_auc": aucs, "flagged": float(flags.mean())})
+    print(f"{args.checkpoint}: feature threshold {guard.threshold:.2f} ({len(guard.variances)} principal "
+          f"components)" + (f", thumbnail threshold {guard.pixels.threshold:.2f}" if guard.pixels else
+                            ", no thumbnail part (--fit-pixels adds it)"))
+    print("| images | n | ROC-AUC vs validation: features / thumbnails / both | flagged at the stored thresholds |")
     print("|---|---|---|---|")
     for r in rows:
-        auc = "-" if r["roc_auc"] is None else f"{r['roc_auc']:.3f}"
+        auc = "-" if r["roc_auc"] is None else " / ".join(
+            "-" if v is None else f"{v:.3f}" for v in r["roc_auc"].values())
         print(f"| {r['set']} | {r['n']} | {auc} | {r['flagged']:.1%} |")
     if args.output:
-        write_json(args.output, {"checkpoint": args.checkpoint, "threshold": clf.ood.threshold, "rows": rows})
+        write_json(args.output, {"checkpoint": args.checkpoint, "threshold": guard.threshold,
+                                 "thumbnail_threshold": guard.pixels.threshold if guard.pixels else None,
+                                 "fit_pixels": args.fit_pixels, "rows": rows})
     return 0
 
 

@@ -40,6 +40,32 @@ def test_guard_round_trips_inside_a_keras_file(tmp_path):
     load_model(path)  # Keras still loads the file with the extra entry
 
 
+def test_thumbnail_part_flags_inverted_and_rotated_xrays_the_features_miss(tmp_path):
+    from tfxai.synthetic import make_synthetic_xrays
+
+    x = make_synthetic_xrays(400, image_size=64, seed=0).images[..., None]
+    train, val, fresh = x[:200], x[200:300], x[300:]
+    rng = np.random.default_rng(0)
+    blind = OODGuard.fit(rng.normal(size=(200, 8)), rng.normal(size=(100, 8)), components=4)  # features see nothing
+    guard = OODGuard.fit(rng.normal(size=(200, 8)), rng.normal(size=(100, 8)), components=4).fit_pixels(train, val)
+    feats = rng.normal(size=(len(fresh), 8))
+    assert not any(r.flag for r in check_images(blind, None, 255 - fresh, feats))
+    inverted = check_images(guard, None, 255 - fresh, feats)
+    rotated = check_images(guard, None, np.rot90(fresh, axes=(1, 2)), feats)
+    normal = check_images(guard, None, fresh, feats)
+    assert np.mean([r.flag for r in inverted]) >= 0.95 and "brightness layout" in inverted[0].reason
+    assert np.mean([r.flag for r in rotated]) >= 0.5
+    assert np.mean([r.flag for r in normal]) <= 0.05
+    assert all(np.isfinite(r.pixel_score) for r in normal)
+    path = str(tmp_path / "g.npz")  # both parts survive the round trip; an old guard has none
+    with open(path, "wb") as f:
+        f.write(guard.to_bytes())
+    back = OODGuard.from_bytes(open(path, "rb").read())
+    np.testing.assert_allclose(back.pixels.components, guard.pixels.components)
+    assert back.pixels.threshold == pytest.approx(guard.pixels.threshold)
+    assert OODGuard.from_bytes(blind.to_bytes()).pixels is None
+
+
 def test_blank_images_are_flagged_even_without_a_guard():
     images = np.zeros((3, 16, 16, 1), np.uint8)
     images[1] = np.random.default_rng(0).integers(0, 255, (16, 16, 1))
@@ -55,6 +81,7 @@ def test_a_trained_model_carries_its_guard_and_predict_reports_it(tmp_path, trai
 
     clf = load_classifier(trained_run.model_path)
     assert clf.ood is not None and read_model_facts(trained_run.model_path)["ood"]["threshold"] > 0
+    assert clf.ood.pixels is not None and clf.ood.pixels.threshold > 0  # the model-free part too
     inbox = tmp_path / "inbox"
     shutil.copytree(os.path.join(synthetic_dir, "test", "NORMAL"), inbox)
     cv2.imwrite(str(inbox / "blank.png"), np.full((32, 32), 90, np.uint8))

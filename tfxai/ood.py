@@ -8,6 +8,12 @@ enough to flag non-X-rays and keeps the stored guard small). The threshold is th
 percentile of the distance on held-out validation images, so about 1 % of in-distribution images
 are flagged. Blank (constant) images are flagged without the model.
 
+The model's features are blind to what it was never taught to tell apart: an inverted X-ray or a
+grey photo can land among the training features. So the guard has a second, model-free part
+(``pixels``): the same distance on 16 x 16 grey thumbnails, which capture the overall brightness
+layout of a frontal chest film (dark lungs either side of a bright mediastinum), thresholded at
+the 99.5th validation percentile. An image is flagged when either part fires.
+
 The guard is fitted at the end of ``tfxai train`` and stored inside the ``.keras`` file
 (``tfxai_ood.npz`` in the zip); models trained before it existed load without it.
 """
@@ -26,6 +32,20 @@ log = logging.getLogger(__name__)
 
 OOD_ENTRY = "tfxai_ood.npz"
 FLAT_STD = 2.0  # grey levels: below this the image is blank (one colour), not an X-ray
+THUMBNAIL = 16  # side of the grey thumbnails of the model-free part
+PIXEL_COMPONENTS, PIXEL_QUANTILE = 16, 0.995
+
+
+def thumbnails(images: np.ndarray) -> np.ndarray:
+    """Raw-pixel images (N, S, S, C) -> grey THUMBNAIL x THUMBNAIL thumbnails in [0, 1], (N, 256)."""
+    import cv2
+
+    x = np.asarray(images, np.float32)
+    if x.ndim != 4:
+        raise ValueError(f"images must be (N, S, S, C), got shape {x.shape}")
+    grey = x.mean(axis=3)
+    out = [cv2.resize(im, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA) for im in grey]
+    return (np.stack(out) / 255.0).reshape(len(x), -1) if out else np.zeros((0, THUMBNAIL * THUMBNAIL), np.float32)
 
 
 def feature_model(model: keras.Model) -> keras.Model:
@@ -63,6 +83,7 @@ class OODGuard:
     variances: np.ndarray
     threshold: float
     n_train: int = 0
+    pixels: "OODGuard | None" = None  # the same distance on thumbnails (see the module docstring)
 
     @classmethod
     def fit(cls, train_features: np.ndarray, val_features: np.ndarray, components: int = 32,
@@ -81,20 +102,33 @@ class OODGuard:
         guard.threshold = float(np.quantile(scores, quantile))
         return guard
 
+    def fit_pixels(self, train_images: np.ndarray, val_images: np.ndarray) -> "OODGuard":
+        """Add the model-free part, fitted on the thumbnails of raw-pixel training images."""
+        self.pixels = OODGuard.fit(thumbnails(train_images), thumbnails(val_images), PIXEL_COMPONENTS,
+                                   PIXEL_QUANTILE)
+        return self
+
     def score(self, feats: np.ndarray) -> np.ndarray:
         z = (np.asarray(feats, np.float32) - self.mean) @ self.components.T
         return np.sqrt(np.sum(z * z / self.variances, axis=1)).astype(np.float32)
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        np.savez(buf, mean=self.mean, components=self.components, variances=self.variances,
-                 threshold=np.float32(self.threshold), n_train=np.int64(self.n_train))
+        parts = {"": self, **({"pixel_": self.pixels} if self.pixels is not None else {})}
+        np.savez(buf, **{f"{p}{k}": v for p, g in parts.items() for k, v in (
+            ("mean", g.mean), ("components", g.components), ("variances", g.variances),
+            ("threshold", np.float32(g.threshold)), ("n_train", np.int64(g.n_train)))})
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "OODGuard":
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            return cls(z["mean"], z["components"], z["variances"], float(z["threshold"]), int(z["n_train"]))
+            def part(p):
+                return cls(z[f"{p}mean"], z[f"{p}components"], z[f"{p}variances"], float(z[f"{p}threshold"]),
+                           int(z[f"{p}n_train"]))
+            guard = part("")
+            guard.pixels = part("pixel_") if "pixel_mean" in z.files else None  # older guards: features only
+            return guard
 
 
 def store_guard(model_path: str, guard: OODGuard) -> None:
@@ -122,6 +156,7 @@ class OODResult:
     score: float
     flag: bool
     reason: str = ""
+    pixel_score: float = float("nan")  # the model-free part's distance (NaN without it)
 
 
 def check_images(guard: OODGuard | None, feature_fn, images: np.ndarray,
@@ -131,16 +166,20 @@ def check_images(guard: OODGuard | None, feature_fn, images: np.ndarray,
     features when already computed (then ``feature_fn`` is not called)."""
     x = np.asarray(images)
     flat = x.reshape(len(x), -1).std(axis=1) < FLAT_STD
+    scores = pix = np.full(len(x), np.nan)
     if guard is not None and len(x):
         scores = guard.score(features(feature_fn, x) if feats is None else feats)
-    else:
-        scores = np.full(len(x), np.nan)
+        if guard.pixels is not None:
+            pix = guard.pixels.score(thumbnails(x))
     out = []
-    for s, blank in zip(scores, flat):
+    for s, p, blank in zip(scores, pix, flat):
+        reason = ""
         if blank:
-            out.append(OODResult(float(s), True, "blank image (a single grey level), not an X-ray"))
+            reason = "blank image (a single grey level), not an X-ray"
         elif guard is not None and s > guard.threshold:
-            out.append(OODResult(float(s), True, f"unlike the training X-rays (distance {s:.1f} > {guard.threshold:.1f})"))
-        else:
-            out.append(OODResult(float(s), False))
+            reason = f"unlike the training X-rays (distance {s:.1f} > {guard.threshold:.1f})"
+        elif guard is not None and guard.pixels is not None and p > guard.pixels.threshold:
+            reason = (f"its overall brightness layout is unlike the training X-rays' (distance {p:.1f} > "
+                      f"{guard.pixels.threshold:.1f}): inverted, rotated, cropped or not a chest X-ray?")
+        out.append(OODResult(float(s), bool(reason), reason, float(p)))
     return out

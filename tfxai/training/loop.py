@@ -220,9 +220,10 @@ OOD_FIT_IMAGES = 3000  # training images whose features fit the out-of-distribut
 def _fit_guard(model, train_set, val_set, seed: int) -> OODGuard:
     """The out-of-distribution guard of ``model`` (see :mod:`tfxai.ood`), from its features on
     (up to OOD_FIT_IMAGES) training images, thresholded on the validation images."""
-    idx = np.random.default_rng(seed).permutation(len(train_set))[:OOD_FIT_IMAGES]
+    idx = np.sort(np.random.default_rng(seed).permutation(len(train_set))[:OOD_FIT_IMAGES])
     feats = feature_model(model)
-    return OODGuard.fit(ood_features(feats, train_set.images[np.sort(idx)]), ood_features(feats, val_set.images))
+    guard = OODGuard.fit(ood_features(feats, train_set.images[idx]), ood_features(feats, val_set.images))
+    return guard.fit_pixels(train_set.images[idx], val_set.images)
 
 
 def _finish(config: TrainConfig, out: str, run_config: dict, train_set, val_set) -> tuple[dict, float, float | None]:
@@ -244,8 +245,9 @@ def _finish(config: TrainConfig, out: str, run_config: dict, train_set, val_set)
     facts.update(threshold=threshold, temperature=temperature, training="finished",
                  val_metrics={k: v for k, v in val_metrics.items() if k != "confusion_matrix"},
                  data=run_config["data"]["source"], trained=time.strftime("%Y-%m-%d"),
-                 ood={"method": "Mahalanobis distance of penultimate features (PCA)",
+                 ood={"method": "Mahalanobis distance of penultimate features (PCA), and of 16x16 thumbnails",
                       "components": int(len(guard.variances)), "threshold": guard.threshold,
+                      "thumbnail_threshold": guard.pixels.threshold,
                       "fitted_on_images": guard.n_train})
     update_model_facts(model_path, facts)
     return val_metrics, threshold, temperature
