@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from contextlib import contextmanager
 import struct
 import zlib
 
@@ -82,3 +83,22 @@ def expected_predictions(classifier, paths: list[str]) -> dict[str, tuple[str, n
     preds, skipped = predict_files(classifier, list(paths), gradcam=False, progress=False)
     assert not skipped
     return {p.path.replace("\\", "/").rsplit("/", 1)[-1]: (p.label, p.proba) for p in preds}
+
+
+@contextmanager
+def running_engine(model_path: str):
+    """(classifier, engine, explanation jobs) for ``model_path``, warmed up, with test-sized LIME
+    and Grad-CAM++ settings; closed on exit."""
+    from tfxai.classifier import load_classifier
+    from tfxai.serve.engine import Engine, ServeSettings
+    from tfxai.serve.jobs import ExplainJobs
+
+    clf = load_classifier(model_path)
+    engine = Engine(clf, ServeSettings(lime_samples=40, explain_steps=5)).start()
+    engine.warm_up()
+    jobs = ExplainJobs(engine)
+    try:
+        yield clf, engine, jobs
+    finally:
+        jobs.close()
+        engine.close()

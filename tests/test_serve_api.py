@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from serve_helpers import bad_uploads, decode_png, enlarged_png, expected_predictions
+from serve_helpers import bad_uploads, decode_png, enlarged_png, expected_predictions, running_engine
 
 BIG_HW = (520, 400)  # a non-square "original" in the issue's 224-1000 px range
 
@@ -37,20 +37,12 @@ def served(trained_run):
     """One engine and app for the module (tiny synthetic custom_cnn, 32 px), warmed up."""
     from fastapi.testclient import TestClient
 
-    from tfxai.classifier import load_classifier
     from tfxai.serve.app import create_app
-    from tfxai.serve.engine import Engine, ServeSettings
-    from tfxai.serve.jobs import ExplainJobs
 
-    clf = load_classifier(trained_run.model_path)
-    engine = Engine(clf, ServeSettings(lime_samples=40, explain_steps=5)).start()
-    engine.warm_up()
-    jobs = ExplainJobs(engine)
-    app = create_app(engine, jobs)
-    yield SimpleNamespace(clf=clf, engine=engine, jobs=jobs, app=app,
-                          client=TestClient(app, base_url="http://127.0.0.1"))
-    jobs.close()
-    engine.close()
+    with running_engine(trained_run.model_path) as (clf, engine, jobs):
+        app = create_app(engine, jobs)
+        yield SimpleNamespace(clf=clf, engine=engine, jobs=jobs, app=app,
+                              client=TestClient(app, base_url="http://127.0.0.1"))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from serve_helpers import enlarged_png, expected_predictions
+from serve_helpers import enlarged_png, expected_predictions, running_engine
 
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMEDRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
@@ -45,20 +45,12 @@ def browser_paths():
 @pytest.fixture(scope="module")
 def site(trained_run):
     """The app on a free loopback port, in a thread (tiny synthetic custom_cnn, 32 px)."""
-    from tfxai.classifier import load_classifier
     from tfxai.serve.app import ServerThread, create_app
-    from tfxai.serve.engine import Engine, ServeSettings
-    from tfxai.serve.jobs import ExplainJobs
 
-    clf = load_classifier(trained_run.model_path)
-    engine = Engine(clf, ServeSettings(lime_samples=40, explain_steps=5)).start()
-    engine.warm_up()
-    jobs = ExplainJobs(engine)
-    server = ServerThread(create_app(engine, jobs))
-    yield SimpleNamespace(url=server.url, clf=clf, engine=engine)
-    server.stop()
-    jobs.close()
-    engine.close()
+    with running_engine(trained_run.model_path) as (clf, engine, jobs):
+        server = ServerThread(create_app(engine, jobs))
+        yield SimpleNamespace(url=server.url, clf=clf, engine=engine)
+        server.stop()
 
 
 @pytest.fixture(scope="module")

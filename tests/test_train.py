@@ -25,8 +25,8 @@ def test_a_model_learns_the_synthetic_task(tmp_path):
     from tfxai.synthetic import write_synthetic_dataset
 
     root = str(tmp_path / "d")
-    write_synthetic_dataset(root, {"train": 600, "val": 120}, image_size=48, seed=1)
-    r = train(_config(root, tmp_path / "run", epochs=15, image_size=48, model_options={"width": 16, "depth": 3}))
+    write_synthetic_dataset(root, {"train": 400, "val": 120}, image_size=32, seed=2)
+    r = train(_config(root, tmp_path / "run", epochs=8, model_options={"width": 16, "depth": 3}))
     assert r.val_metrics["roc_auc"] > 0.9, r.val_metrics
     assert r.val_metrics["accuracy"] > 0.8, r.val_metrics
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .files import write_atomic
+from .metrics import expected_calibration_error
 
 
 def pyplot():
@@ -97,7 +98,6 @@ def reliability_diagram(curves: dict[str, tuple], path: str, title: str = "", bi
     accuracy per confidence bin."""
     from sklearn.calibration import CalibrationDisplay
 
-    from .metrics import expected_calibration_error
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 4.5))

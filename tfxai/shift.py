@@ -36,6 +36,7 @@ import numpy as np
 
 from . import data as data_lib
 from .errors import DataError
+from .metrics import threshold_for_sensitivity
 
 if TYPE_CHECKING:
     from .training import TrainConfig, TrainResult
@@ -302,7 +303,6 @@ def _auc(labels, p) -> float:
 def specificity_at_sensitivity(labels, p, target: float = TARGET_SENSITIVITY) -> float:
     """Best specificity among thresholds reaching sensitivity >= ``target`` on (labels, p) itself
     (an optimistic operating point: the threshold is picked on the scored images)."""
-    from .metrics import threshold_for_sensitivity
 
     labels = np.asarray(labels).reshape(-1)
     t = threshold_for_sensitivity(labels, p, target)
@@ -322,7 +322,6 @@ def score_protocol(predict_fn: Callable[[np.ndarray], np.ndarray], data: ShiftDa
     ``synthetic_spec_mean`` / ``synthetic_spec_worst`` (specificity at the standard-val threshold)
     and ``synthetic`` (per shift: auc, spec).
     """
-    from .metrics import threshold_for_sensitivity
 
     def pos(images):
         p = np.asarray(predict_fn(images), np.float64)

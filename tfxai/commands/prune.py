@@ -58,6 +58,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``tfxai prune`` (one declaration per flag, hence the length)."""
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--data-dir", help="class-folder dataset (<root>/train/<class>/*, optional val/) "
                      "or a MedMNIST .npz; accuracy is measured on val (carved from train if absent)")

@@ -43,6 +43,7 @@ def resolve_data_dir(args) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``tfxai train`` (one declaration per flag, hence the length)."""
     _args.add_data_source(p)
     p.add_argument("--recipe", choices=[*list_recipes(), "none"],
                    help="start from a named training recipe (tfxai.training.recipes); flags given explicitly "

@@ -54,7 +54,8 @@ def lung_mask(image: np.ndarray, return_fallback: bool = False):
     image: (H, W) or (H, W, C) grey/RGB, any numeric dtype (scaled by its own range).
     Returns bool (H, W), True inside the estimated lungs; with ``return_fallback`` also a bool
     saying whether the fixed prior (:func:`prior_lung_mask`) was used because no plausible pair of
-    lung regions was found.
+    lung regions was found. One pipeline of classical steps (CLAHE, Otsu, erosion, components,
+    hull, mirroring), kept in one function so the steps read in order.
     """
     import cv2
     from skimage import filters, measure

@@ -282,7 +282,9 @@ async def _files(request: Request, engine: Engine, many: bool) -> list[tuple[str
 
 def create_app(engine: Engine, jobs: ExplainJobs | None = None) -> FastAPI:
     """The FastAPI application serving ``engine``. The caller starts and closes ``engine`` and
-    ``jobs`` (made here when not given): one engine may back several apps, e.g. in tests."""
+    ``jobs`` (made here when not given): one engine may back several apps, e.g. in tests.
+    Long on purpose: FastAPI routes are closures over ``engine``/``jobs`` declared here, each a few
+    lines; the work they call lives in engine.py and jobs.py."""
     settings = engine.settings
     jobs = jobs or ExplainJobs(engine)
     app = FastAPI(title="tfxai serve", version=__version__, docs_url=None, redoc_url=None,
