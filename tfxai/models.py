@@ -15,6 +15,7 @@ from typing import Callable
 from ._keras import keras
 from .errors import MissingDownloadError, ModelFileError
 from .preprocessing import PREPROCESSING, apply_preprocessing
+from .registry import Registry
 
 log = logging.getLogger(__name__)
 layers = keras.layers
@@ -85,26 +86,13 @@ class ModelSpec:
             self.options[key].check(key, value)
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+_MODELS: Registry[ModelSpec] = Registry("model type")
 
 
-def register_model(spec: ModelSpec) -> ModelSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"model type {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def list_models() -> list[str]:
-    """Names accepted by :func:`build_model`, sorted."""
-    return sorted(_REGISTRY)
-
-
-def get_spec(name: str) -> ModelSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown model type {name!r}; choose one of {list_models()}") from None
+# register_*(item) -> item; list_*() -> sorted names; get_*(name) -> item, or a ValueError naming the choices
+register_model = _MODELS.register
+list_models = _MODELS.names
+get_spec = _MODELS.get
 
 
 def _check_input_shape(input_shape) -> tuple[int, int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from ..registry import Registry
 from .config import TrainConfig
 
 # TrainConfig fields a recipe may set (everything that decides the model, nothing about paths).
@@ -44,26 +45,13 @@ class Recipe:
         return TrainConfig(data_dir, **values)
 
 
-_REGISTRY: dict[str, Recipe] = {}
+_RECIPES: Registry[Recipe] = Registry("recipe")
 
 
-def register_recipe(recipe: Recipe) -> Recipe:
-    if recipe.name in _REGISTRY:
-        raise ValueError(f"recipe {recipe.name!r} is already registered")
-    _REGISTRY[recipe.name] = recipe
-    return recipe
-
-
-def list_recipes() -> list[str]:
-    """Names accepted by :func:`get_recipe` and ``--recipe``, sorted."""
-    return sorted(_REGISTRY)
-
-
-def get_recipe(name: str) -> Recipe:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {list_recipes()}") from None
+# register_*(item) -> item; list_*() -> sorted names; get_*(name) -> item, or a ValueError naming the choices
+register_recipe = _RECIPES.register
+list_recipes = _RECIPES.names
+get_recipe = _RECIPES.get
 
 
 # The README's MobileNetV2 row (scripts/benchmark_train.py): kept so its numbers stay reproducible.
