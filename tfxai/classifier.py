@@ -19,7 +19,7 @@ from .data import RESIZE_MODES
 from .errors import DataError, ModelFileError
 from .files import load_model, read_json, read_model_facts, read_run_config
 from .metrics import apply_temperature
-from .ood import OODGuard, OODResult, check_images, feature_model, read_guard, with_features
+from .ood import OODGuard, OODResult, check_images, read_guard, with_features
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,6 @@ class Classifier:
     temperature: float | None = None
     facts_source: str = "model file"
     ood: OODGuard | None = field(default=None, repr=False)
-    _features: object = field(default=None, repr=False)
     _forward: object = field(default=None, repr=False)
     _joint: object = field(default=None, repr=False)
 
@@ -161,7 +160,7 @@ class Classifier:
         """(:meth:`raw_proba`, :meth:`check_ood`) of the same images in one pass through the model:
         the guard reads the features that enter the last layer."""
         if self.ood is None or self.model is None:
-            return self.raw_proba(images, batch_size), self.check_ood(images)
+            return self.raw_proba(images, batch_size), check_images(None, None, images)
         from ._keras import compiled_call
 
         if self._joint is None:
@@ -185,11 +184,9 @@ class Classifier:
     def check_ood(self, images: np.ndarray) -> list[OODResult]:
         """The out-of-distribution guard's verdict per image (see :mod:`tfxai.ood`); NaN scores
         when the model carries no guard (blank images are flagged anyway)."""
-        from ._keras import compiled_call
-
-        if self.ood is not None and self._features is None:
-            self._features = compiled_call(feature_model(self.model))
-        return check_images(self.ood, self._features, images)
+        if self.ood is None or self.model is None:
+            return check_images(None, None, images)
+        return self.raw_proba_and_ood(images)[1]  # one compiled graph for features and outputs
 
 
 @dataclass
