@@ -94,11 +94,17 @@ def evaluate_classifier(clf: Classifier, evalset: EvalSet) -> dict:
     return out
 
 
+# The columns of every table of a converted model (size, accuracy, agreement, speed), shared so
+# that the export and sparse tables name and format them alike.
+SIZE_KB = Column("size KB", "size_bytes", "kb")
+GZIP_KB = Column("gzip KB", "gzip_bytes", "kb")
+ACCURACY = Column("acc", "accuracy", "{:.3f}")
+AGREEMENT = Column("agree", "agreement", "{:.3f}")
+MS_PER_IMAGE = Column("ms/img", "latency_ms", "{:.2f}")
+
 EXPORT_COLUMNS = (
-    Column("format", "format"), Column("quant", "quantization"), Column("size KB", "size_bytes", "kb"),
-    Column("gzip KB", "gzip_bytes", "kb"), Column("acc", "accuracy", "{:.3f}"),
-    Column("agree", "agreement", "{:.3f}"), Column("max|dp|", "max_prob_diff", "{:.4f}"),
-    Column("ms/img", "latency_ms", "{:.2f}"), Column("input", "input_dtype"),
+    Column("format", "format"), Column("quant", "quantization"), SIZE_KB, GZIP_KB, ACCURACY, AGREEMENT,
+    Column("max|dp|", "max_prob_diff", "{:.4f}"), MS_PER_IMAGE, Column("input", "input_dtype"),
 )
 
 

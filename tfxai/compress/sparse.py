@@ -37,7 +37,7 @@ from ai_edge_litert.interpreter import Interpreter
 from .._keras import keras
 from ..classifier import TFLiteClassifier
 from ..tables import Column, format_table
-from .measure import EvalSet, evaluate_classifier, gzip_size
+from .measure import ACCURACY, AGREEMENT, GZIP_KB, MS_PER_IMAGE, SIZE_KB, EvalSet, evaluate_classifier, gzip_size
 from .tflite import Calibration, convert_tflite
 
 log = logging.getLogger(__name__)
@@ -169,10 +169,9 @@ def measure_sparse_inference(files: dict[str, bytes], folder: str, eval_images: 
 
 
 SPARSE_COLUMNS = (
-    Column("variant", "variant"), Column("threads", "threads", "{:d}"), Column("size KB", "size_bytes", "kb"),
-    Column("gzip KB", "gzip_bytes", "kb"), Column("densify", "densify_ops", "{:d}"),
-    Column("ms/img", "latency_ms", "{:.2f}"), Column("x vs f32", "speedup", "{:.2f}"),
-    Column("acc", "accuracy", "{:.3f}"), Column("agree", "agreement", "{:.3f}"),
+    Column("variant", "variant"), Column("threads", "threads", "{:d}"), SIZE_KB, GZIP_KB,
+    Column("densify", "densify_ops", "{:d}"), MS_PER_IMAGE, Column("x vs f32", "speedup", "{:.2f}"),
+    ACCURACY, AGREEMENT,
 )
 
 

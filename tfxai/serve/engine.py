@@ -36,28 +36,27 @@ MAX_NAME_CHARS = 200
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """How the server behaves; every field is checked here (ValueError naming the value).
+    """How the server behaves; every field is checked here (ValueError naming the value)."""
 
-    max_batch: most images per model call; uncertain_band: a binary prediction is "uncertain"
-    when |P(positive) - threshold| <= band (multi-class: top-1 minus top-2 <= 2 x band);
-    overlay_max_side: overlays are drawn on the original image scaled down to this side at most;
-    max_upload_mb: largest request body (and file) accepted; max_files: files per request;
-    lime_samples / explain_steps: LIME perturbations and deletion/insertion steps for the
-    method comparison; max_pending_jobs: explanation jobs queued at once; token: when set, every
-    ``/api/`` route but ``/api/health`` needs ``Authorization: Bearer <token>``; allowed_hosts:
-    the Host headers answered (DNS-rebinding guard), ``("*",)`` for any.
-    """
-
+    # Inference. uncertain_band: a binary prediction is "uncertain" when |P(positive) - threshold|
+    # <= band (multi-class: top-1 minus top-2 <= 2 x band); overlays are drawn on the original
+    # image scaled down to overlay_max_side at most.
     max_batch: int = 16
     uncertain_band: float = 0.1
     overlay_max_side: int = MAX_OVERLAY_SIDE
+    # Uploads: largest request body (and file) accepted, files per request.
     max_upload_mb: int = 64
     max_files: int = 64
+    # Access. token: when set, every ``/api/`` route but ``/api/health`` needs
+    # ``Authorization: Bearer <token>``; allowed_hosts: the Host headers answered (DNS-rebinding
+    # guard), ``("*",)`` for any.
+    token: str | None = None
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+    # Explanations: LIME perturbations and deletion/insertion steps for the method comparison,
+    # explanation jobs queued at once, and the LIME seed.
     lime_samples: int = 1000
     explain_steps: int = 50
     max_pending_jobs: int = 4
-    token: str | None = None
-    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
     seed: int = 0
 
     def __post_init__(self):
