@@ -12,6 +12,12 @@ estimated lung field (with the lung share of the image area beside it). Wall and
 measured in this process. ``--reuse`` scores run folders that already hold a finished model.
 Results: ``<output-dir>/<recipe>/shift_metrics.json``, ``<output-dir>/results.csv`` and a Markdown
 table on stdout.
+
+``--every-epoch`` also keeps the weights of every epoch (as validated: the EMA weights when the
+recipe averages them) and scores each on the protocol, to see whether the epoch a selection rule
+picks on the standard validation (lowest loss, highest ROC-AUC, the last) is one that survives
+the shift: ``<output-dir>/<recipe>/epochs.csv``, ``epochs.png``, and the rules' rows in
+``shift_metrics.json`` under ``selection``.
 """
 from __future__ import annotations
 
@@ -74,7 +80,7 @@ def run_recipe(name: str, args, loaded: dict) -> dict:
         cfg.overwrite = True
         print(data.summary())
         t0, c0 = time.perf_counter(), _cpu_seconds()
-        train(cfg, splits=data.splits)
+        train(cfg, splits=data.splits, callbacks=[_EpochWeights(run_dir)] if args.every_epoch else None)
         timing = {"wall_min": (time.perf_counter() - t0) / 60, "cpu_min": (_cpu_seconds() - c0) / 60}
     clf = load_classifier(os.path.join(run_dir, "best_model.keras"))
     scores = shift.score_protocol(lambda x: clf.raw_proba(x)[:, 1], data, seed=args.seed)
@@ -93,8 +99,73 @@ def run_recipe(name: str, args, loaded: dict) -> dict:
         **scores, "split": data.split.to_dict(), "settings": recipe.settings,
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
     }
+    if args.every_epoch:
+        row["selection"] = score_every_epoch(clf, data, run_dir, history, args.seed)
     write_json(metrics_path, row)
     return row
+
+
+def _EpochWeights(run_dir: str):
+    """A Keras callback writing ``<run_dir>/epochs/NN.weights.h5`` after every epoch."""
+    from tfxai._keras import keras
+
+    class EpochWeights(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            os.makedirs(os.path.join(run_dir, "epochs"), exist_ok=True)
+            self.model.save_weights(os.path.join(run_dir, "epochs", f"{epoch + 1:02d}.weights.h5"))
+
+    return EpochWeights()
+
+
+EPOCH_COLUMNS = ("epoch", "val_loss", "val_auc", "standard_auc", "shift_auc", "shift_spec", "synthetic_auc_mean",
+                 "synthetic_auc_worst", "synthetic_spec_mean", "synthetic_spec_worst")
+
+
+def score_every_epoch(clf, data, run_dir: str, history: dict, seed: int) -> dict:
+    """Score each kept epoch on the protocol; return the rows the selection rules pick."""
+    from tfxai import shift
+    from tfxai.files import write_csv
+
+    folder = os.path.join(run_dir, "epochs")
+    rows = []
+    for name in sorted(os.listdir(folder)):
+        epoch = int(name.split(".")[0])
+        clf.model.load_weights(os.path.join(folder, name))
+        scores = shift.score_protocol(lambda x: clf.raw_proba(x)[:, 1], data, seed=seed)
+        rows.append({"epoch": epoch, "val_loss": history["val_loss"][epoch - 1],
+                     "val_auc": history["val_auc"][epoch - 1], **{k: scores[k] for k in EPOCH_COLUMNS[3:]}})
+        print(f"epoch {epoch}: " + ", ".join(f"{k} {rows[-1][k]:.4f}" for k in EPOCH_COLUMNS[1:]), flush=True)
+    write_csv(os.path.join(run_dir, "epochs.csv"), rows, EPOCH_COLUMNS)
+    _plot_epochs(rows, os.path.join(run_dir, "epochs.png"), os.path.basename(run_dir))
+    rules = {"lowest val_loss": min(rows, key=lambda r: r["val_loss"]),
+             "highest val_auc": max(rows, key=lambda r: r["val_auc"]), "last": rows[-1]}
+    return {rule: dict(r) for rule, r in rules.items()}
+
+
+def _plot_epochs(rows, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, label in (("standard_auc", "standard validation"), ("shift_auc", "held-out batch"),
+                       ("synthetic_auc_mean", "synthetic shifts, mean"),
+                       ("synthetic_auc_worst", "synthetic shifts, worst")):
+        ax1.plot(epochs, [r[key] for r in rows], marker="o", label=label)
+    ax1.set(xlabel="epoch", ylabel="ROC-AUC", title=f"{title}: ROC-AUC by epoch")
+    ax1.legend(fontsize=8)
+    for key, label in (("shift_spec", "held-out batch"), ("synthetic_spec_mean", "synthetic, mean"),
+                       ("synthetic_spec_worst", "synthetic, worst")):
+        ax2.plot(epochs, [r[key] for r in rows], marker="o", label=label)
+    ax2.plot(epochs, [r["val_loss"] for r in rows], ls="--", color="grey", label="val loss (selection)")
+    ax2.set(xlabel="epoch", ylabel="specificity at sensitivity 0.93 (val threshold)",
+            title="specificity under shift by epoch")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _fmt(v, digits=3):
@@ -130,6 +201,8 @@ def main(argv=None) -> int:
                    help="validation images for the Grad-CAM lung-energy share (0: skip)")
     p.add_argument("--cache-dir", default="default",
                    help="decoded-image cache (default $TFXAI_CACHE_DIR or ~/.cache/tfxai; 'none' for no cache)")
+    p.add_argument("--every-epoch", action="store_true",
+                   help="keep every epoch's weights and score each on the protocol (epochs.csv, epochs.png)")
     p.add_argument("--reuse", action="store_true",
                    help="score run folders that already hold a finished run instead of training again")
     args = p.parse_args(argv)

@@ -63,7 +63,9 @@ def compile_model(model, num_classes: int, lr, label_smoothing: float = 0.0) -> 
                    keras.metrics.Precision(name="precision"), keras.metrics.Recall(name="recall"),
                    keras.metrics.F1Score(average="macro", name="f1"),
                    keras.metrics.AUC(name="auc", multi_label=True, num_labels=num_classes)]
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
+    # weighted_metrics=[]: sample weights (the class-balanced validation) weigh the loss only; saying
+    # so stops Keras warning twice per epoch that the metrics are unweighted.
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics, weighted_metrics=[])
 
 
 @dataclass(frozen=True)
