@@ -39,6 +39,9 @@ def fit(model: keras.Model, images, labels, num_classes: int = 2, epochs: int = 
     from tfxai.data import encode_labels
 
     compile_for(model, num_classes, learning_rate)
+    # A fit of a few steps runs faster eagerly: tracing the train step of a pruning-wrapped
+    # MobileNetV2 costs ~20 s, three times the steps themselves (same weights, same masks).
+    model.run_eagerly = epochs * -(-len(images) // batch_size) <= 8
     return model.fit(images.astype(np.float32), encode_labels(labels, num_classes), epochs=epochs,
                      batch_size=batch_size, callbacks=list(callbacks), verbose=0, shuffle=True)
 
