@@ -37,6 +37,8 @@ def test_the_robust_recipes_differ_only_where_their_names_say():
     assert noeq["model_options"] == {"alpha": 0.5}
     assert cnn["model_type"] == "custom_cnn" and cnn["model_options"]["preprocessing"] == "equalize"
     assert cnn["augment_config"] == robust["augment_config"]
+    # measured on the protocol epoch by epoch: the last epoch held up better than the lowest val loss
+    assert (cnn["select_epoch"], cnn["threshold_policy"], cnn["target_sensitivity"]) == ("last", "sensitivity", 0.93)
 
 
 def test_recipe_settings_are_copied_not_shared():
@@ -67,6 +69,9 @@ def test_a_folder_without_model_flags_gets_the_default_recipe_and_flags_still_ov
     assert DEFAULT_RECIPE in list_recipes()
     cfg = train_cmd.config_from_args(_args("--data-dir", str(tmp_path), "--epochs", "3", "--seed", "2"))
     assert cfg == get_recipe(DEFAULT_RECIPE).train_config(str(tmp_path), seed=2, epochs=3, output_dir=None)
+    typed = train_cmd.config_from_args(_args("--data-dir", str(tmp_path), "--select-epoch", "val_loss",
+                                             "--threshold-policy", "fixed"))
+    assert (cfg.select_epoch, typed.select_epoch, typed.threshold_policy) == ("last", "val_loss", "fixed")
 
 
 @pytest.mark.parametrize("flags", [("--model-type", "custom_cnn"), ("--image-size", "64"), ("--channels", "3"),

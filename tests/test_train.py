@@ -140,7 +140,7 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path, synthetic_dir):
 @pytest.mark.parametrize("field,value", [
     ("balanced_validation", "yes"), ("lr_schedule", "step"), ("ema_decay", 1.0), ("ema_decay", -0.1),
     ("ema_decay", float("nan")), ("augment_config", {"fog": 1.0}), ("augment_config", {"noise": -2.0}),
-    ("augment_config", {"hflip": 1}),
+    ("augment_config", {"hflip": 1}), ("select_epoch", "best"),
 ])
 def test_out_of_range_schedule_ema_and_augment_settings_are_named(field, value):
     from tfxai.errors import ConfigError
@@ -183,3 +183,22 @@ def test_balanced_validation_weighs_both_classes_the_same_in_the_validation_loss
         w = np.concatenate([b[2].numpy() for b in batches])
         y = np.concatenate([b[1].numpy()[:, 0] for b in batches])
         assert w[y == 0].sum() == pytest.approx(expected) and w[y == 1].sum() == pytest.approx(expected)
+
+
+def test_select_epoch_last_keeps_the_last_epoch_where_val_loss_keeps_the_lowest(tmp_path):
+    import json
+
+    from tfxai.training.callbacks import BestCheckpoint
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    losses = [0.5, 0.3, 0.4, 0.45]  # the lowest at epoch 2
+    for keep_last, expected in ((False, 2), (True, 4)):
+        state = tmp_path / f"state_{keep_last}.json"
+        cb = BestCheckpoint(str(tmp_path / f"m_{keep_last}.keras"), str(state), {}, keep_last=keep_last)
+        cb.set_model(model)
+        for epoch, loss in enumerate(losses):
+            cb.on_epoch_end(epoch, {"val_loss": loss, "loss": 1.0})
+        assert json.loads(state.read_text())["best_epoch"] == expected
+    # A diverged epoch is never kept, even as the last one.
+    cb.on_epoch_end(4, {"val_loss": float("nan"), "loss": 1.0})
+    assert json.loads(state.read_text())["best_epoch"] == 4

@@ -8,7 +8,7 @@ from ..data import pneumoniamnist_path
 from ..errors import TfxaiError
 from ..metrics import format_metrics
 from ..models import get_spec, list_models
-from ..training import LR_SCHEDULES, STRATEGIES, THRESHOLD_POLICIES, TrainConfig, train
+from ..training import LR_SCHEDULES, SELECT_EPOCHS, STRATEGIES, THRESHOLD_POLICIES, TrainConfig, train
 from ..training.recipes import DEFAULT_RECIPE, get_recipe, list_recipes
 from . import _args
 
@@ -19,7 +19,7 @@ RECIPE_FLAGS = {"model_type": "model_type", "epochs": "epochs", "batch_size": "b
                 "learning_rate": "learning_rate", "augment": "augment", "class_weighting": "class_weights",
                 "label_smoothing": "label_smoothing", "patience": "patience",
                 "balanced_validation": "balanced_validation", "lr_schedule": "lr_schedule",
-                "ema_decay": "ema_decay", "threshold_policy": "threshold_policy",
+                "ema_decay": "ema_decay", "select_epoch": "select_epoch", "threshold_policy": "threshold_policy",
                 "target_sensitivity": "target_sensitivity", "deterministic": "deterministic"}
 OR_RECIPE = "the recipe's"
 
@@ -71,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema-decay", type=_args.float_range(0.0, 1.0, high_open=True),
                    help=f"> 0: validate and save an exponential moving average of the weights, e.g. 0.998 "
                         f"({_default('ema_decay')})")
+    p.add_argument("--select-epoch", choices=SELECT_EPOCHS,
+                   help=f"the epoch saved as the model: val_loss = the lowest validation loss, last = the end "
+                        f"of the schedule ({_default('select_epoch')})")
     _args.add_seed(p)
     p.add_argument("--val-fraction", type=_args.float_range(0.0, 0.5, low_open=True, high_open=True), default=0.15,
                    help="share of train carved (by patient) as validation when there is no usable val split")

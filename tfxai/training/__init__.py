@@ -1,6 +1,7 @@
 """Training (``tfxai.training``): ``train(TrainConfig) -> TrainResult`` with every artifact a user needs kept safe.
 
-A run folder holds ``best_model.keras`` (best validation loss; the class names, threshold,
+A run folder holds ``best_model.keras`` (the lowest validation loss, or the last epoch with
+``select_epoch="last"``; the class names, threshold,
 preprocessing and temperature stored inside), ``run_config.json`` (arguments, class names, image
 size, preprocessing, threshold, versions), ``history.csv``, ``training_curves.png``,
 ``val_metrics.json`` and TensorBoard ``logs/``. A killed run resumes from its last completed epoch
@@ -8,8 +9,8 @@ size, preprocessing, threshold, versions), ``history.csv``, ``training_curves.pn
 never overwritten, and ``overwrite=True`` removes only what tfxai wrote.
 """
 from .callbacks import read_history
-from .config import LR_SCHEDULES, STRATEGIES, THRESHOLD_POLICIES, TrainConfig
+from .config import LR_SCHEDULES, SELECT_EPOCHS, STRATEGIES, THRESHOLD_POLICIES, TrainConfig
 from .loop import FitSettings, TrainResult, choose_threshold, compile_model, fit_arrays, train
 
-__all__ = ["FitSettings", "LR_SCHEDULES", "STRATEGIES", "THRESHOLD_POLICIES", "TrainConfig", "TrainResult", "choose_threshold", "compile_model",
+__all__ = ["FitSettings", "LR_SCHEDULES", "SELECT_EPOCHS", "STRATEGIES", "THRESHOLD_POLICIES", "TrainConfig", "TrainResult", "choose_threshold", "compile_model",
            "fit_arrays", "read_history", "train"]

@@ -35,11 +35,13 @@ class EpochTimer(keras.callbacks.Callback):
 
 class BestCheckpoint(keras.callbacks.Callback):
     """Saves the model with the lowest ``monitor`` atomically, with ``facts`` inside the file; its
-    best value survives a resume. A non-finite value (a diverged run) is never saved as best."""
+    best value survives a resume. A non-finite value (a diverged run) is never saved as best.
+    ``keep_last``: save every (finite) epoch instead, so that the file holds the last one."""
 
-    def __init__(self, path: str, state_path: str, facts: dict, monitor: str = "val_loss"):
+    def __init__(self, path: str, state_path: str, facts: dict, monitor: str = "val_loss", keep_last: bool = False):
         super().__init__()
         self.path, self.state_path, self.facts, self.monitor = path, state_path, facts, monitor
+        self.keep_last = keep_last
         self.best = np.inf
         if os.path.exists(state_path):
             with open(state_path) as f:
@@ -49,7 +51,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is None or not math.isfinite(value) or not math.isfinite((logs or {}).get("loss", 0.0)):
             return
-        if value < self.best:
+        if value < self.best or self.keep_last:
             self.best = float(value)
             save_model(self.model, self.path, self.facts)
             write_json(self.state_path, {"best": self.best, "best_epoch": epoch + 1, "monitor": self.monitor})

@@ -10,6 +10,7 @@ from ..models import get_spec, list_models
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 THRESHOLD_POLICIES = ("fixed", "sensitivity", "youden")
+SELECT_EPOCHS = ("val_loss", "last")  # which epoch becomes best_model.keras
 LR_SCHEDULES = ("plateau", "cosine")  # reduce-on-plateau, or tfxai.training.schedules.CosineLearningRate
 MAX_IMAGE_SIZE = 1024  # a 1024 px square already needs ~4 GB per batch of 32 for MobileNetV2 on a CPU
 
@@ -25,6 +26,10 @@ class TrainConfig:
     loss (early stopping, the best checkpoint). ``lr_schedule``: ``"plateau"`` (cut by 0.3 when the
     validation loss stalls) or ``"cosine"`` (decay over all epochs). ``ema_decay``: > 0 validates and
     saves an exponential moving average of the weights (``tfxai.training.schedules.WeightEMA``).
+    ``select_epoch``: which epoch is saved as the model: ``"val_loss"`` (the lowest validation loss)
+    or ``"last"`` (the end of the schedule, for a cosine schedule with weight averaging, whose last
+    epoch held up better under shift than the lowest-loss one: scripts/benchmark_shift.py
+    --every-epoch).
     ``recipe``: the name of the :mod:`tfxai.training.recipes` recipe these settings started from.
     """
 
@@ -51,6 +56,7 @@ class TrainConfig:
     balanced_validation: bool = False
     lr_schedule: str = "plateau"
     ema_decay: float = 0.0
+    select_epoch: str = "val_loss"
     freeze_epochs: int = 3
     fine_tune_layers: int = 40
     threshold_policy: str = "fixed"
@@ -94,6 +100,8 @@ class TrainConfig:
         if (isinstance(decay, bool) or not isinstance(decay, (int, float)) or not math.isfinite(decay)
                 or not 0.0 <= decay < 1.0):
             raise ConfigError("ema_decay", f"must be a number in [0, 1) (0: no averaging), got {self.ema_decay!r}")
+        if self.select_epoch not in SELECT_EPOCHS:
+            raise ConfigError("select_epoch", f"must be one of {SELECT_EPOCHS}, got {self.select_epoch!r}")
         _check_augment_config(self.augment_config)
         if self.recipe is not None and (not isinstance(self.recipe, str) or not self.recipe.strip()):
             raise ConfigError("recipe", f"must be a recipe name or None, got {self.recipe!r}")
