@@ -80,7 +80,7 @@ def run_recipe(name: str, args, loaded: dict) -> dict:
         cfg.overwrite = True
         print(data.summary())
         t0, c0 = time.perf_counter(), _cpu_seconds()
-        train(cfg, splits=data.splits, callbacks=[_EpochWeights(run_dir)] if args.every_epoch else None)
+        train(cfg, splits=data.splits, callbacks=[_epoch_weights(run_dir)] if args.every_epoch else None)
         timing = {"wall_min": (time.perf_counter() - t0) / 60, "cpu_min": (_cpu_seconds() - c0) / 60}
     clf = load_classifier(os.path.join(run_dir, "best_model.keras"))
     scores = shift.score_protocol(lambda x: clf.raw_proba(x)[:, 1], data, seed=args.seed)
@@ -105,16 +105,24 @@ def run_recipe(name: str, args, loaded: dict) -> dict:
     return row
 
 
-def _EpochWeights(run_dir: str):
-    """A Keras callback writing ``<run_dir>/epochs/NN.weights.h5`` after every epoch."""
+# What --every-epoch adds to a run folder; recorded in its marker, so that a re-run's overwrite
+# (tfxai.files.OutputFolder.clear) removes them like the run's own files.
+EPOCH_ENTRIES = ("epochs", "epochs.csv", "epochs.png")
+
+
+def _epoch_weights(run_dir: str):
+    """Keras' ModelCheckpoint writing ``<run_dir>/epochs/NN.weights.h5`` after every epoch (the
+    weights as validated), once the run folder is prepared."""
     from tfxai._keras import keras
+    from tfxai.files import OutputFolder
 
-    class EpochWeights(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
+    class EpochWeights(keras.callbacks.ModelCheckpoint):
+        def on_train_begin(self, logs=None):
+            OutputFolder(run_dir, "train").claim(EPOCH_ENTRIES)
             os.makedirs(os.path.join(run_dir, "epochs"), exist_ok=True)
-            self.model.save_weights(os.path.join(run_dir, "epochs", f"{epoch + 1:02d}.weights.h5"))
+            super().on_train_begin(logs)
 
-    return EpochWeights()
+    return EpochWeights(os.path.join(run_dir, "epochs", "{epoch:02d}.weights.h5"), save_weights_only=True)
 
 
 EPOCH_COLUMNS = ("epoch", "val_loss", "val_auc", "standard_auc", "shift_auc", "shift_spec", "synthetic_auc_mean",
@@ -128,9 +136,8 @@ def score_every_epoch(clf, data, run_dir: str, history: dict, seed: int) -> dict
 
     folder = os.path.join(run_dir, "epochs")
     rows = []
-    for name in sorted(os.listdir(folder)):
-        epoch = int(name.split(".")[0])
-        clf.model.load_weights(os.path.join(folder, name))
+    for epoch in sorted(int(name.split(".")[0]) for name in os.listdir(folder)):
+        clf.model.load_weights(os.path.join(folder, f"{epoch:02d}.weights.h5"))
         scores = shift.score_protocol(lambda x: clf.raw_proba(x)[:, 1], data, seed=seed)
         rows.append({"epoch": epoch, "val_loss": history["val_loss"][epoch - 1],
                      "val_auc": history["val_auc"][epoch - 1], **{k: scores[k] for k in EPOCH_COLUMNS[3:]}})
