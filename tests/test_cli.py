@@ -20,6 +20,8 @@ def test_train_cli_returns_0_and_writes_its_files(tmp_path, synthetic_dir, capsy
     captured = capsys.readouterr()
     assert "train: NORMAL 80, PNEUMONIA 80 (total 160)" in captured.out
     assert "validation (threshold 0.500)" in captured.out
+    assert ("inference resize: all 160 training images are square, so they were resized without keeping the "
+            "aspect ratio (pre-squashed copies); inference squashes too") in captured.out
     for name in ("best_model.keras", "run_config.json", "history.csv", "training_curves.png"):
         assert (out / name).exists(), name
 
