@@ -181,6 +181,22 @@ def threshold_for_sensitivity(y_true, p_pos, target: float) -> float:
     return float(pos[k - 1])
 
 
+def roc_auc_or_nan(y_true, p_pos) -> float:
+    """ROC-AUC of P(class 1) ``p_pos`` (N,) against binary labels; NaN when one class is absent."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y_true).reshape(-1)
+    return float(roc_auc_score(y, p_pos)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def specificity_at_sensitivity(y_true, p_pos, target: float = 0.93) -> float:
+    """Best specificity among thresholds reaching sensitivity >= ``target`` on (y_true, p_pos)
+    itself (an optimistic operating point: the threshold is picked on the scored images)."""
+    y = np.asarray(y_true).reshape(-1)
+    t = threshold_for_sensitivity(y, p_pos, target)
+    return float((np.asarray(p_pos)[y == 0] < t).mean())
+
+
 def threshold_youden(y_true, p_pos) -> float:
     """Threshold maximising sensitivity + specificity - 1 (Youden's J) on the ROC curve."""
     from sklearn.metrics import roc_curve
@@ -188,6 +204,24 @@ def threshold_youden(y_true, p_pos) -> float:
     fpr, tpr, thr = roc_curve(np.asarray(y_true).reshape(-1), p_pos)
     best = int(np.argmax(tpr - fpr))
     return float(min(1.0, thr[best]))
+
+
+THRESHOLD_POLICIES = ("fixed", "sensitivity", "youden")
+
+
+def choose_threshold(y_true, proba, policy: str = "fixed", target_sensitivity: float = 0.95) -> float:
+    """The decision threshold on P(class 1) by ``policy``: ``"fixed"`` 0.5, ``"sensitivity"`` the
+    highest threshold reaching ``target_sensitivity``, ``"youden"`` Youden's J. ``proba``: (N, K);
+    more than two classes decide by argmax (0.5 returned). Choose it on the probabilities the model
+    will produce when the threshold is applied (same temperature, same test-time augmentation)."""
+    if policy not in THRESHOLD_POLICIES:
+        raise ValueError(f"threshold policy must be one of {THRESHOLD_POLICIES}, got {policy!r}")
+    p = np.asarray(proba)
+    if p.ndim != 2 or p.shape[1] != 2 or policy == "fixed":
+        return 0.5
+    if policy == "sensitivity":
+        return threshold_for_sensitivity(y_true, p[:, 1], target_sensitivity)
+    return threshold_youden(y_true, p[:, 1])
 
 
 def expected_calibration_error(y_true, proba, bins: int = 15) -> tuple[float, dict]:

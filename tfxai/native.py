@@ -19,6 +19,7 @@ import numpy as np
 
 from .classifier import Classifier
 from .data.decode import decode_image
+from .metrics import roc_auc_or_nan as _auc, specificity_at_sensitivity
 
 FILM_ASPECT = (1.2, 1.5)  # width / height of real chest films (the 40 Kermany originals: mostly 1.2-1.5)
 FILM_HEIGHT = 896
@@ -124,8 +125,6 @@ def score_native(clf: Classifier, paths, labels, out_dir: str, threshold: float,
     ``native_spec_oracle`` (threshold picked on these films: an upper bound), ``native_flagged``
     (share the OOD guard flags), ``native_agreement`` / ``native_max_p_diff`` against
     ``reference``, ``native_n``, and ``native_aspect`` (the range used)."""
-    from .shift import _auc, specificity_at_sensitivity
-
     files, y = write_native_copies(paths, labels, out_dir, seed)
     p, flags = _predict(clf, files)
     out = {"native_auc": _auc(y, p), "native_spec": float((p[y == 0] < threshold).mean()),
@@ -145,7 +144,6 @@ def score_folder(clf: Classifier, folder: str, threshold: float | None = None) -
     """A folder of class folders of real films (e.g. the official Kermany val originals) scored
     as files: ``correct``, ``flagged``, ``n`` (and ``auc`` when both classes are present)."""
     from .data.folders import scan_class_folders
-    from .shift import _auc
 
     paths, labels, names = scan_class_folders(folder, clf.class_names)
     p, flags = _predict(clf, paths)

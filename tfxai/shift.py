@@ -36,7 +36,7 @@ import numpy as np
 
 from . import data as data_lib
 from .errors import DataError
-from .metrics import threshold_for_sensitivity
+from .metrics import roc_auc_or_nan as _auc, specificity_at_sensitivity, threshold_for_sensitivity
 
 if TYPE_CHECKING:
     from .training import TrainConfig, TrainResult
@@ -293,22 +293,6 @@ def apply_shift(images: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- scoring
-def _auc(labels, p) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    labels = np.asarray(labels)
-    return float(roc_auc_score(labels, p)) if len(np.unique(labels)) == 2 else float("nan")
-
-
-def specificity_at_sensitivity(labels, p, target: float = TARGET_SENSITIVITY) -> float:
-    """Best specificity among thresholds reaching sensitivity >= ``target`` on (labels, p) itself
-    (an optimistic operating point: the threshold is picked on the scored images)."""
-
-    labels = np.asarray(labels).reshape(-1)
-    t = threshold_for_sensitivity(labels, p, target)
-    return float((np.asarray(p)[labels == 0] < t).mean())
-
-
 def score_protocol(predict_fn: Callable[[np.ndarray], np.ndarray], data: ShiftData,
                    target_sensitivity: float = TARGET_SENSITIVITY, shifts=None, seed: int = 0) -> dict:
     """Score a model on the protocol.
@@ -361,24 +345,6 @@ def score_protocol(predict_fn: Callable[[np.ndarray], np.ndarray], data: ShiftDa
     return out
 
 
-def format_scores(scores: dict) -> str:
-    """Two console lines for :func:`score_protocol`'s result."""
-    t = scores["target_sensitivity"]
-    lines = [f"shift-aware validation: standard-val ROC-AUC {scores['standard_auc']:.4f}; batch-shift "
-             f"ROC-AUC {scores['shift_auc']:.4f}, specificity {scores['shift_spec']:.3f} at the standard-val "
-             f"threshold for sensitivity {t:.2f} (sensitivity there {scores['shift_sens']:.3f})"]
-    if "native_auc" in scores:
-        lines.append(f"native-shaped films ({scores['native_n']} validation X-rays stretched back to width/height "
-                     f"{scores['native_aspect'][0]}-{scores['native_aspect'][1]}, read as files): ROC-AUC "
-                     f"{scores['native_auc']:.4f}, specificity {scores['native_spec']:.3f} at the standard-val "
-                     f"threshold, out-of-distribution flags {scores['native_flagged']:.1%}")
-    if "synthetic_auc_mean" in scores:
-        lines.append(f"synthetic shifts of the held-out normals: ROC-AUC mean {scores['synthetic_auc_mean']:.4f}, "
-                     f"worst {scores['synthetic_auc_worst']:.4f} ({scores['synthetic_worst']}); specificity "
-                     f"mean {scores['synthetic_spec_mean']:.3f}, worst {scores['synthetic_spec_worst']:.3f}")
-    return "\n".join(lines)
-
-
 def train_with_holdout(config: TrainConfig, holdout_pattern: str = DEFAULT_HOLDOUT_PATTERN,
                        target_sensitivity: float = TARGET_SENSITIVITY) -> tuple[TrainResult, dict]:
     """Train ``config`` (a :class:`tfxai.training.TrainConfig`) on the training folder minus the
@@ -391,7 +357,6 @@ def train_with_holdout(config: TrainConfig, holdout_pattern: str = DEFAULT_HOLDO
 
     from .classifier import load_classifier
     from .files import write_json
-    from .native import score_protocol_native
     from .training import train
 
     # The standard val of the protocol has far fewer normals per pneumonia than training's classes
@@ -408,11 +373,19 @@ def train_with_holdout(config: TrainConfig, holdout_pattern: str = DEFAULT_HOLDO
                            progress=config.verbose != 0)
     log.info("%s", data.summary().splitlines()[-1])
     result = train(config, splits=data.splits)
-    clf = load_classifier(result.model_path)
-    # raw_proba: the model's own probabilities (a temperature from --calibrate is monotone and
-    # would change the threshold's value only, not who is on which side of it).
-    scores = score_protocol(lambda x: clf.raw_proba(x)[:, 1], data, target_sensitivity, seed=config.seed)
-    scores.update(score_protocol_native(clf, data, scores["threshold"], config.seed))
-    scores["split"] = data.split.to_dict()
+    scores = score_model(load_classifier(result.model_path), data, target_sensitivity, config.seed)
     write_json(os.path.join(result.output_dir, "shift_metrics.json"), scores)
     return result, scores
+
+
+def score_model(clf, data: ShiftData, target_sensitivity: float = TARGET_SENSITIVITY, seed: int = 0) -> dict:
+    """Every column of the protocol for a :class:`tfxai.classifier.Classifier`:
+    :func:`score_protocol`, the native-geometry column (:mod:`tfxai.native`) and the split sizes."""
+    from .native import score_protocol_native
+
+    # raw_proba: the model's own probabilities (a temperature from --calibrate is monotone and
+    # would change the threshold's value only, not who is on which side of it).
+    scores = score_protocol(lambda x: clf.raw_proba(x)[:, 1], data, target_sensitivity, seed=seed)
+    scores.update(score_protocol_native(clf, data, scores["threshold"], seed))
+    scores["split"] = data.split.to_dict()
+    return scores

@@ -168,6 +168,24 @@ def config_from_args(args) -> TrainConfig:
     return recipe.train_config(data_dir, **values) if recipe else TrainConfig(data_dir, **values)
 
 
+def format_scores(scores: dict) -> str:
+    """Console lines for :func:`tfxai.shift.score_protocol`'s result."""
+    t = scores["target_sensitivity"]
+    lines = [f"shift-aware validation: standard-val ROC-AUC {scores['standard_auc']:.4f}; batch-shift "
+             f"ROC-AUC {scores['shift_auc']:.4f}, specificity {scores['shift_spec']:.3f} at the standard-val "
+             f"threshold for sensitivity {t:.2f} (sensitivity there {scores['shift_sens']:.3f})"]
+    if "native_auc" in scores:
+        lines.append(f"native-shaped films ({scores['native_n']} validation X-rays stretched back to width/height "
+                     f"{scores['native_aspect'][0]}-{scores['native_aspect'][1]}, read as files): ROC-AUC "
+                     f"{scores['native_auc']:.4f}, specificity {scores['native_spec']:.3f} at the standard-val "
+                     f"threshold, out-of-distribution flags {scores['native_flagged']:.1%}")
+    if "synthetic_auc_mean" in scores:
+        lines.append(f"synthetic shifts of the held-out normals: ROC-AUC mean {scores['synthetic_auc_mean']:.4f}, "
+                     f"worst {scores['synthetic_auc_worst']:.4f} ({scores['synthetic_worst']}); specificity "
+                     f"mean {scores['synthetic_spec_mean']:.3f}, worst {scores['synthetic_spec_worst']:.3f}")
+    return "\n".join(lines)
+
+
 def run(args) -> int:
     config = config_from_args(args)
     config.check()
@@ -177,7 +195,7 @@ def run(args) -> int:
             how = f"the default for a folder of X-rays; {how}; --recipe none for the plain defaults"
         print(f"recipe {config.recipe}: {get_recipe(config.recipe).description} ({how})")
     if args.holdout_pattern:
-        from ..shift import format_scores, train_with_holdout
+        from ..shift import train_with_holdout
 
         result, scores = train_with_holdout(config, args.holdout_pattern)
         print(format_scores(scores))

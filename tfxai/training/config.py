@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from ..data.geometry import TRAIN_RESIZE_MODES
 from ..errors import ConfigError
+from ..metrics import THRESHOLD_POLICIES
 from ..models import get_spec, list_models
 
 STRATEGIES = ("default", "mirrored", "multiworker")
-THRESHOLD_POLICIES = ("fixed", "sensitivity", "youden")
 SELECT_EPOCHS = ("val_loss", "last")  # which epoch becomes best_model.keras
 LR_SCHEDULES = ("plateau", "cosine")  # reduce-on-plateau, or tfxai.training.schedules.CosineLearningRate
 MAX_IMAGE_SIZE = 1024  # a 1024 px square already needs ~4 GB per batch of 32 for MobileNetV2 on a CPU

@@ -92,11 +92,7 @@ def fit_arrays(model, images, labels, num_classes: int, settings: FitSettings, c
 
 def choose_threshold(config: TrainConfig, labels, proba) -> float:
     """The decision threshold on the validation predictions, by ``config.threshold_policy``."""
-    if proba.shape[1] != 2 or config.threshold_policy == "fixed":
-        return 0.5
-    if config.threshold_policy == "sensitivity":
-        return metrics_lib.threshold_for_sensitivity(labels, proba[:, 1], config.target_sensitivity)
-    return metrics_lib.threshold_youden(labels, proba[:, 1])
+    return metrics_lib.choose_threshold(labels, proba, config.threshold_policy, config.target_sensitivity)
 
 
 def _phases(config: TrainConfig) -> list[tuple[str, int, int]]:
