@@ -38,19 +38,22 @@ def load_eval_images(classifier: Classifier, data_dir: str | None = None, split:
         raise DataError("give --data-dir (with --split) or --folder with the images to evaluate")
     if data_dir.lower().endswith(".npz"):
         if split == "val":
-            return _run_splits(classifier, data_dir, progress).val
+            return run_splits(classifier, data_dir, progress).val
         return data_lib.load_npz_split(data_dir, split, size, ch, classifier.class_names)
     if split in ("val", "train"):
-        return getattr(_run_splits(classifier, data_dir, progress), split)
+        return getattr(run_splits(classifier, data_dir, progress), split)
     return data_lib.load_folder_split(data_dir, split, size, ch, mode, classifier.class_names,
                                       progress=progress)
 
 
-def _run_splits(classifier: Classifier, data_dir: str, progress: bool) -> data_lib.DataSplits:
+def run_splits(classifier: Classifier, data_dir: str, progress: bool = True) -> data_lib.DataSplits:
+    """The train/val splits of ``data_dir`` as the model's training run made them (its
+    ``val_fraction`` and split seed), decoded as the model takes images."""
     args = classifier.config.get("arguments", {})
+    seed = args.get("split_seed") if args.get("split_seed") is not None else args.get("seed", 0)
     splits = data_lib.load_splits(data_dir, classifier.image_size, classifier.channels,
                                   classifier.resize_mode, float(args.get("val_fraction", 0.15)),
-                                  int(args.get("seed", 0)), progress=progress)
+                                  int(seed), progress=progress)
     if [c.lower() for c in splits.class_names] != [c.lower() for c in classifier.class_names]:
         raise DataError(f"{data_dir!r} has classes {splits.class_names}, the model was trained on "
                         f"{classifier.class_names}")

@@ -131,6 +131,27 @@ class OODGuard:
             return guard
 
 
+FIT_IMAGES = 3000  # training images whose features fit a model's guard
+
+
+def fit_model_guard(model: keras.Model, train_images: np.ndarray, val_images: np.ndarray, seed: int = 0,
+                    max_images: int = FIT_IMAGES) -> OODGuard:
+    """The guard of ``model`` (both parts), fitted on (up to ``max_images``, drawn with ``seed``)
+    raw-pixel training images (N, S, S, C) and thresholded on the validation images."""
+    idx = np.sort(np.random.default_rng(seed).permutation(len(train_images))[:max_images])
+    feats = feature_model(model)
+    guard = OODGuard.fit(features(feats, train_images[idx]), features(feats, val_images))
+    return guard.fit_pixels(train_images[idx], val_images)
+
+
+def guard_facts(guard: OODGuard) -> dict:
+    """What the model facts say about a guard (``facts["ood"]``)."""
+    return {"method": "Mahalanobis distance of penultimate features (PCA), and of 16x16 thumbnails",
+            "components": int(len(guard.variances)), "threshold": guard.threshold,
+            "thumbnail_threshold": guard.pixels.threshold if guard.pixels is not None else None,
+            "fitted_on_images": guard.n_train}
+
+
 def store_guard(model_path: str, guard: OODGuard) -> None:
     """Add (or replace) the guard inside the ``.keras`` file at ``model_path`` (atomically)."""
     set_model_entry(model_path, OOD_ENTRY, guard.to_bytes())

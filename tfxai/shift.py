@@ -369,7 +369,7 @@ def train_with_holdout(config: TrainConfig, holdout_pattern: str = DEFAULT_HOLDO
                         f"not {config.data_dir!r}")
     data = load_shift_data(config.data_dir, config.image_size, config.channels,
                            data_lib.training_decode_mode(config.resize_mode),
-                           holdout_pattern, config.val_fraction, config.seed, config.cache_dir,
+                           holdout_pattern, config.val_fraction, config.data_seed, config.cache_dir,
                            progress=config.verbose != 0)
     log.info("%s", data.summary().splitlines()[-1])
     result = train(config, splits=data.splits)

@@ -75,6 +75,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"the epoch saved as the model: val_loss = the lowest validation loss, last = the end "
                         f"of the schedule ({_default('select_epoch')})")
     _args.add_seed(p)
+    p.add_argument("--split-seed", type=_args.NON_NEGATIVE,
+                   help="seed of the patient-grouped validation split (default: --seed); runs that differ only in "
+                        "--seed with one --split-seed share their validation split and can be averaged with "
+                        "`tfxai ensemble`")
     p.add_argument("--val-fraction", type=_args.float_range(0.0, 0.5, low_open=True, high_open=True), default=0.15,
                    help="share of train carved (by patient) as validation when there is no usable val split")
     p.add_argument("--holdout-pattern", type=_args.file_globs,
@@ -162,6 +166,7 @@ def config_from_args(args) -> TrainConfig:
         model_options=model_options, val_fraction=args.val_fraction, augment_config=augment_config,
         freeze_epochs=args.freeze_epochs, fine_tune_layers=args.fine_tune_layers, calibrate=args.calibrate,
         strategy=args.strategy, overwrite=args.overwrite, max_train_images=args.max_train_images,
+        split_seed=args.split_seed,
         cache_dir=None if args.cache_dir in ("none", "") else args.cache_dir,
         verbose=None if args.progress else 0, **typed,
     )

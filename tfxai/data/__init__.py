@@ -24,7 +24,7 @@ _EXPORTS = {
     ".geometry": ("TRAIN_RESIZE_MODES", "choose_resize", "describe_geometry", "training_decode_mode"),
     ".medmnist": ("PNEUMONIAMNIST_URL", "load_npz_split", "pneumoniamnist_path"),
     ".splits": ("DataSplits", "MIN_VAL_IMAGES", "class_weights", "load_folder_split", "load_image_folder",
-               "load_splits"),
+               "load_splits", "split_fingerprint"),
     ".pipeline": ("AugmentConfig", "NO_AUGMENT", "augment_batch", "encode_labels", "make_dataset"),
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -114,6 +114,16 @@ def load_image_folder(folder: str, image_size: int, channels: int = 1, mode: str
     return data
 
 
+def split_fingerprint(part: ImageSet, root: str | None = None) -> dict:
+    """{"n": images, "sha256": of the sorted (file, label) pairs}, file names relative to ``root``:
+    two runs with the same fingerprint were validated on the same images, wherever the data sits."""
+    import hashlib
+
+    names = [os.path.relpath(p, root) if root and os.path.isdir(root) else str(p) for p in part.paths]
+    lines = sorted(f"{n.replace(os.sep, '/')}\t{int(y)}" for n, y in zip(names, part.labels))
+    return {"n": len(lines), "sha256": hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()}
+
+
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     """Balanced weights n / (k * n_c) (scikit-learn's "balanced"): the 1:3 NORMAL:PNEUMONIA
     imbalance stops favouring PNEUMONIA."""

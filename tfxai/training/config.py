@@ -33,6 +33,9 @@ class TrainConfig:
     ``resize_mode``: ``"auto"`` (squash at inference when every training file is square, else pad),
     or ``"pad"``/``"squash"``/``"crop"`` for training and inference alike (:mod:`tfxai.data.geometry`).
     ``recipe``: the name of the :mod:`tfxai.training.recipes` recipe these settings started from.
+    ``split_seed``: the seed of the patient-grouped validation split (None: ``seed``); runs that
+    differ only in ``seed`` with one ``split_seed`` share their validation split, so that they can
+    be averaged as an ensemble whose threshold is chosen there (:mod:`tfxai.ensemble`).
     """
 
     data_dir: str
@@ -71,6 +74,12 @@ class TrainConfig:
     max_train_images: int | None = None
     verbose: int | None = None
     recipe: str | None = None
+    split_seed: int | None = None
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of the validation split: ``split_seed``, or ``seed`` when it is None."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def check(self) -> None:
         """Raise :class:`ConfigError` naming the first field that is out of range."""
@@ -84,6 +93,11 @@ class TrainConfig:
         if not isinstance(self.image_size, int) or not 16 <= self.image_size <= MAX_IMAGE_SIZE:
             raise ConfigError("image_size", f"must be a whole number of pixels in [16, {MAX_IMAGE_SIZE}], "
                                             f"got {self.image_size!r}")
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name)
+            if (value is not None or name == "seed") and (isinstance(value, bool) or not isinstance(value, int)
+                                                          or value < 0):
+                raise ConfigError(name, f"must be a whole number >= 0, got {value!r}")
         if self.max_train_images is not None and (not isinstance(self.max_train_images, int)
                                                   or self.max_train_images < 2):
             raise ConfigError("max_train_images", f"must be a whole number >= 2, got {self.max_train_images!r}")

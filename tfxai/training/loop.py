@@ -15,13 +15,13 @@ import numpy as np
 
 from .. import data as data_lib, metrics as metrics_lib, plots
 from .._keras import keras, tf
-from ..classifier import keras_classifier, model_facts
+from ..classifier import model_facts
 from ..errors import OutputError, TfxaiError
-from ..files import BEST_MODEL_NAME, RUN_CONFIG_NAME, library_versions, load_model, update_model_facts, write_json
+from ..files import BEST_MODEL_NAME, RUN_CONFIG_NAME, library_versions, load_model, write_json
 from ..models import build_model, get_spec, set_backbone_trainable
-from ..ood import OODGuard, feature_model, features as ood_features, store_guard
 from .callbacks import BestCheckpoint, CurvePlotter, EpochTimer, read_history
 from .config import TrainConfig
+from .decision import Policy, decide, store_decision
 from .run_folder import BACKUP_DIR, STATE_NAME, prepare_output_dir
 from .schedules import CosineLearningRate, WeightEMA
 
@@ -224,44 +224,15 @@ def _check_finite(history: dict, out: str) -> None:
         log.warning("the validation loss was not finite in some epochs; the best finite epoch is kept")
 
 
-OOD_FIT_IMAGES = 3000  # training images whose features fit the out-of-distribution guard
-
-
-def _fit_guard(model, train_set, val_set, seed: int) -> OODGuard:
-    """The out-of-distribution guard of ``model`` (see :mod:`tfxai.ood`), from its features on
-    (up to OOD_FIT_IMAGES) training images, thresholded on the validation images."""
-    idx = np.sort(np.random.default_rng(seed).permutation(len(train_set))[:OOD_FIT_IMAGES])
-    feats = feature_model(model)
-    guard = OODGuard.fit(ood_features(feats, train_set.images[idx]), ood_features(feats, val_set.images))
-    return guard.fit_pixels(train_set.images[idx], val_set.images)
-
-
 def _finish(config: TrainConfig, out: str, run_config: dict, facts: dict, train_set,
             val_set) -> tuple[dict, float, float | None]:
     """Threshold (and temperature) chosen on validation and the out-of-distribution guard, stored
-    in the model file and the run folder."""
+    in the model file (:mod:`tfxai.training.decision`)."""
     model_path = os.path.join(out, BEST_MODEL_NAME)
-    best = load_model(model_path)
-    facts = dict(facts)
-    proba = keras_classifier(best, facts).raw_proba(val_set.images)
-    temperature = None
-    if config.calibrate:
-        temperature = metrics_lib.fit_temperature(val_set.labels, proba)
-        proba = metrics_lib.apply_temperature(proba, temperature)
-    threshold = choose_threshold(config, val_set.labels, proba)
-    val_metrics = metrics_lib.classification_metrics(val_set.labels, proba, threshold)
-    val_metrics["ece"], _ = metrics_lib.expected_calibration_error(val_set.labels, proba)
-    guard = _fit_guard(best, train_set, val_set, config.seed)
-    store_guard(model_path, guard)
-    facts.update(threshold=threshold, temperature=temperature, training="finished",
-                 val_metrics={k: v for k, v in val_metrics.items() if k != "confusion_matrix"},
-                 data=run_config["data"]["source"], trained=time.strftime("%Y-%m-%d"),
-                 ood={"method": "Mahalanobis distance of penultimate features (PCA), and of 16x16 thumbnails",
-                      "components": int(len(guard.variances)), "threshold": guard.threshold,
-                      "thumbnail_threshold": guard.pixels.threshold,
-                      "fitted_on_images": guard.n_train})
-    update_model_facts(model_path, facts)
-    return val_metrics, threshold, temperature
+    decision = decide(load_model(model_path), facts, val_set.images, val_set.labels, Policy.of(config),
+                      train_set.images, config.seed)
+    store_decision(model_path, facts, decision, data=run_config["data"]["source"])
+    return decision.val_metrics, decision.threshold, decision.temperature
 
 
 def _datasets(config: TrainConfig, train_set, val_set, num_classes: int, global_batch: int):
@@ -297,7 +268,7 @@ def train(config: TrainConfig, splits: data_lib.DataSplits | None = None,
         # Layout checks (and the patient-grouped split) happen here, before any model is built.
         splits = data_lib.load_splits(config.data_dir, config.image_size, config.channels,
                                       data_lib.training_decode_mode(config.resize_mode), config.val_fraction,
-                                      config.seed, cache_dir=config.cache_dir, progress=config.verbose != 0)
+                                      config.data_seed, cache_dir=config.cache_dir, progress=config.verbose != 0)
     log.info("%s", splits.summary())
     resize = inference_resize(config, splits.train)
     log.info("inference resize: %s", resize["resize_reason"])
@@ -307,6 +278,7 @@ def train(config: TrainConfig, splits: data_lib.DataSplits | None = None,
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     facts = _facts(config, splits.class_names, resize)
+    facts["val_split"] = data_lib.split_fingerprint(val_set, config.data_dir)
     run_config = _run_config(config, splits, train_set, val_set, facts)
     if not resuming:
         write_json(os.path.join(out, RUN_CONFIG_NAME), run_config)
