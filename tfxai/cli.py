@@ -24,6 +24,7 @@ COMMANDS = {
     "explain": "Grad-CAM, Grad-CAM++, Score-CAM and LIME side by side, with faithfulness measures",
     "prune": "one-shot vs iterative magnitude pruning (tfmot), measured",
     "export": "TFLite export (float32/dynamic/float16/int8) and SavedModel, measured",
+    "ensemble": "several trained models (the folds of a k-fold run, or seeds) as one model with its own threshold",
     "demo": "generate synthetic X-rays, train, evaluate and explain in a few minutes, offline",
     "serve": "a local web page and JSON API: drop X-rays, see the class, probability and Grad-CAM",
 }

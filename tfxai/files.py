@@ -404,7 +404,7 @@ def read_model_facts(path: str) -> dict | None:
 def load_model(path: str):
     """Load a ``.keras`` model with ``safe_mode=True`` (refuses embedded Python code)."""
     from ._keras import keras
-    from .preprocessing import SERIALIZABLE_LAYERS
+    from .layers import SERIALIZABLE_LAYERS
 
     if not os.path.exists(path):
         raise ModelFileError(f"model file {path!r} does not exist")

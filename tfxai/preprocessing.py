@@ -3,7 +3,7 @@
 Every layer here maps raw pixels float32 (N, H, W, C) in [0, 255] to float32 (N, H, W, C) in
 [0, 255], so it sits in front of a model's own rescaling without changing anything else. The
 layers hold no weights, are registered Keras serializables (a saved model loads with
-``safe_mode=True``: :func:`tfxai.files.load_model` passes ``SERIALIZABLE_LAYERS``), and use
+``safe_mode=True``: :func:`tfxai.files.load_model` passes them, through :mod:`tfxai.layers`), and use
 only ops that TFLite has as builtins in float32 and int8 (mean, sub, mul, rsqrt, logistic, average
 pooling, min/max): a model exported for a phone carries its preprocessing with it.
 

@@ -19,13 +19,16 @@ import numpy as np
 
 from .._keras import keras, tf
 from ..classifier import num_classes_of
+from ..layers import ChannelSlice
 from .types import HeatmapExplainer, normalize_heatmap
 
 log = logging.getLogger(__name__)
 
+# ChannelSlice: an ensemble's members read their channels of the concatenated maps, which are the
+# layer explained (every member's map of the averaged score at once: see tfxai.ensemble).
 _SKIP_TYPES = (keras.layers.Dropout, keras.layers.SpatialDropout2D, keras.layers.MaxPooling2D,
                keras.layers.AveragePooling2D, keras.layers.InputLayer,
-               keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+               keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D, ChannelSlice)
 
 
 def _output_rank(layer) -> int | None:
