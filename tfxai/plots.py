@@ -119,3 +119,37 @@ def reliability_diagram(curves: dict[str, tuple], path: str, title: str = "", bi
     ax.set_title(title or "reliability diagram")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def cv_curves(curves: list[tuple], rows: list[dict], path: str, threshold: float, title: str = "") -> str:
+    """A k-fold run at a glance: each fold's out-of-fold ROC curve (``curves``: (labels, P(class 1))
+    per fold) with its operating point at ``threshold``, and each fold's ROC-AUC, sensitivity and
+    specificity there (``rows``: per-fold metrics, as in ``cv_metrics.json``) against their mean."""
+    from sklearn.metrics import roc_curve
+
+    plt = pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for k, (y, p) in enumerate(curves):
+        if len(np.unique(y)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, p)
+        line, = a.plot(fpr, tpr, lw=1.2, label=f"fold {k + 1} (AUC {rows[k]['roc_auc']:.3f})")
+        pred = np.asarray(p) >= threshold
+        a.plot([pred[np.asarray(y) == 0].mean()], [pred[np.asarray(y) == 1].mean()], "o", color=line.get_color())
+    a.plot([0, 1], [0, 1], ls=":", color="grey")
+    a.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity",
+          title=f"out-of-fold ROC curves; dots: threshold {threshold:.3f}")
+    a.legend(loc="lower right", fontsize=8)
+    keys = [("roc_auc", "ROC-AUC"), ("sensitivity", "sensitivity"), ("specificity", "specificity")]
+    for j, (key, label) in enumerate(keys):
+        values = [r[key] for r in rows]
+        b.scatter([j] * len(values), values, alpha=0.7, label=label)
+        b.hlines(np.nanmean(values), j - 0.3, j + 0.3, color="black")
+    b.set_xticks(range(len(keys)), [label for _, label in keys])
+    b.set(title="per fold (dots), mean (bar)", ylim=(None, 1.02))
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

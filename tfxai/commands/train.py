@@ -6,6 +6,7 @@ import os
 
 from ..data import pneumoniamnist_path
 from ..errors import TfxaiError
+from .. import metrics as metrics_lib
 from ..metrics import format_metrics
 from ..models import get_spec, list_models
 from ..training import LR_SCHEDULES, SELECT_EPOCHS, STRATEGIES, THRESHOLD_POLICIES, TrainConfig, train
@@ -79,6 +80,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of the patient-grouped validation split (default: --seed); runs that differ only in "
                         "--seed with one --split-seed share their validation split and can be averaged with "
                         "`tfxai ensemble`")
+    p.add_argument("--folds", type=_args.int_range(2, 20),
+                   help="k-fold cross-validation (tfxai.training.folds): the training images (minus the validation "
+                        "split, and minus --holdout-pattern) cut into this many folds grouped by patient and "
+                        "stratified by class; one run folder per fold (fold_1 ...), oof_predictions.csv, "
+                        "cv_metrics.json/.png and ensemble.keras (the fold models as one model) in --output-dir; "
+                        "a killed run resumes fold by fold")
     p.add_argument("--val-fraction", type=_args.float_range(0.0, 0.5, low_open=True, high_open=True), default=0.15,
                    help="share of train carved (by patient) as validation when there is no usable val split")
     p.add_argument("--holdout-pattern", type=_args.file_globs,
@@ -191,6 +198,32 @@ def format_scores(scores: dict) -> str:
     return "\n".join(lines)
 
 
+def _run_folds(config: TrainConfig, args) -> int:
+    from ..training.cv_report import CV_METRICS_NAME, CV_PLOT_NAME, OOF_NAME, cv_table
+    from ..training.folds import run_folds
+
+    result = run_folds(config, args.folds, args.holdout_pattern)
+    m, out = result.metrics, result.output_dir
+    print(f"{m['folds']}-fold cross-validation, {m['training_images']} training images, metrics at the threshold "
+          f"{m['oof']['threshold']:.3f} chosen on the out-of-fold predictions ({m['oof']['threshold_source']}):")
+    print(cv_table(m))
+    if "shift_auc" in m["summary"]:
+        print(f"the shift protocol's columns per fold (held out of every fold: {args.holdout_pattern!r}):")
+        print(cv_table(m, shift=True))
+    print(metrics_lib.format_with_ci(m["oof"]["metrics"], m["oof"]["ci95"], prefix="pooled out-of-fold, 95 % CI: "))
+    ens = m["ensemble"]
+    print(f"ensemble of the {m['folds']} fold models: {result.ensemble_path}, threshold {ens['threshold']:.3f} chosen "
+          f"on its own probabilities of the {m['validation_images']} validation images")
+    print(metrics_lib.format_metrics(ens["val_metrics"], prefix="  validation (flatters: the threshold was chosen there): "))
+    if "shift" in ens:
+        print("  " + format_scores(ens["shift"]).replace("\n", "\n  "))
+    if result.skipped:
+        print(f"folds {', '.join(map(str, result.skipped))} were finished by an earlier run and kept")
+    print(f"done in {result.seconds:.0f} s; {out}/{OOF_NAME}, {out}/{CV_METRICS_NAME}, {out}/{CV_PLOT_NAME}, "
+          f"one run folder per fold ({out}/fold_1 ...)")
+    return 0
+
+
 def run(args) -> int:
     config = config_from_args(args)
     config.check()
@@ -199,6 +232,8 @@ def run(args) -> int:
         if args.recipe is None:
             how = f"the default for a folder of X-rays; {how}; --recipe none for the plain defaults"
         print(f"recipe {config.recipe}: {get_recipe(config.recipe).description} ({how})")
+    if args.folds:
+        return _run_folds(config, args)
     if args.holdout_pattern:
         from ..shift import train_with_holdout
 

@@ -41,11 +41,41 @@ def resume_conflicts(saved: dict, now: dict) -> dict[str, tuple]:
     return {k: (then[k], now.get(k)) for k in sorted(keys) if then[k] != now.get(k)}
 
 
-def _next_free(out: str) -> str:
+def next_free_dir(out: str) -> str:
+    """``out-2``, ``out-3`` ...: the first sibling name that does not exist yet."""
     base, n = out.rstrip("/\\"), 2
     while os.path.exists(f"{base}-{n}"):
         n += 1
     return f"{base}-{n}"
+
+
+def run_finished(folder: str) -> bool:
+    """True when ``folder`` holds a finished training run (status "finished" and its model)."""
+    cfg = os.path.join(folder, RUN_CONFIG_NAME)
+    return (os.path.exists(cfg) and os.path.exists(os.path.join(folder, BEST_MODEL_NAME))
+            and read_json(cfg, "run configuration").get("status") == "finished")
+
+
+def _open_folder(out: str, config: TrainConfig) -> list[str]:
+    """Check ``out`` before any work (``overwrite`` clears what tfxai wrote there; a folder holding
+    other files is refused); returns the inputs it must stay out of."""
+    inputs = [config.data_dir] + ([config.cache_dir] if config.cache_dir not in (None, "default") else [])
+    folder = OutputFolder(out, "train", inputs, create=False)
+    if config.overwrite:
+        folder.clear()
+    if os.path.isdir(out) and os.listdir(out) and not folder.is_tfxai:
+        raise OutputError(f"output_dir {out!r} holds files tfxai did not write; choose a new or empty "
+                          f"folder (a run never mixes with other files)")
+    return inputs
+
+
+def _refuse_changes(out: str, saved: dict, now: dict, what: str = "run") -> None:
+    changed = resume_conflicts(saved, now)
+    if changed:
+        raise TfxaiError(
+            f"{out!r} holds an unfinished {what} with different settings "
+            f"({', '.join(f'{k}: {a!r} then, {b!r} now' for k, (a, b) in changed.items())}); "
+            f"resume with the same settings, or pass --overwrite or another --output-dir")
 
 
 def prepare_output_dir(config: TrainConfig) -> tuple[str, bool]:
@@ -60,26 +90,41 @@ def prepare_output_dir(config: TrainConfig) -> tuple[str, bool]:
       lies inside the data.
     """
     out = config.output_dir or default_output_dir(config.model_type)
-    inputs = [config.data_dir] + ([config.cache_dir] if config.cache_dir not in (None, "default") else [])
-    folder = OutputFolder(out, "train", inputs, create=False)
-    if config.overwrite:
-        folder.clear()
-    if os.path.isdir(out) and os.listdir(out) and not folder.is_tfxai:
-        raise OutputError(f"output_dir {out!r} holds files tfxai did not write; choose a new or empty "
-                          f"folder (a run never mixes with other files)")
+    inputs = _open_folder(out, config)
     cfg_path = os.path.join(out, RUN_CONFIG_NAME)
     saved = read_json(cfg_path, "run configuration") if os.path.exists(cfg_path) else None
     resuming = saved is not None and saved.get("status") == "running"
     if resuming:
-        changed = resume_conflicts(saved.get("arguments", {}), asdict(config))
-        if changed:
-            raise TfxaiError(
-                f"{out!r} holds an unfinished run with different settings "
-                f"({', '.join(f'{k}: {a!r} then, {b!r} now' for k, (a, b) in changed.items())}); "
-                f"resume with the same settings, or pass --overwrite or another --output-dir")
+        _refuse_changes(out, saved.get("arguments", {}), asdict(config))
     elif saved is not None or os.path.exists(os.path.join(out, BEST_MODEL_NAME)):
-        new = _next_free(out)
+        new = next_free_dir(out)
         log.warning("%s already holds a run; writing this one to %s (use --overwrite to replace it)", out, new)
         out = new
     OutputFolder(out, "train", inputs).claim(RUN_ENTRIES)
+    return out, resuming
+
+
+CV_CONFIG_NAME = "cv_config.json"
+
+
+def prepare_cv_dir(config: TrainConfig, settings: dict, entries) -> tuple[str, bool]:
+    """Where a k-fold run goes (:mod:`tfxai.training.folds`), by the rules of
+    :func:`prepare_output_dir`: (folder, resuming). ``settings``: the k-fold settings beyond
+    ``config`` (folds, holdout pattern), compared on resume like the arguments; ``entries``: what
+    the run writes there. A folder holding a single training run is refused."""
+    out = config.output_dir or default_output_dir(f"{config.model_type}-cv")
+    inputs = _open_folder(out, config)
+    if os.path.exists(os.path.join(out, RUN_CONFIG_NAME)):
+        raise OutputError(f"output_dir {out!r} holds a single training run; give the k-fold run its own folder")
+    cfg_path = os.path.join(out, CV_CONFIG_NAME)
+    saved = read_json(cfg_path, "k-fold configuration") if os.path.exists(cfg_path) else None
+    resuming = saved is not None and saved.get("status") == "running"
+    if resuming:
+        _refuse_changes(out, {**saved.get("arguments", {}), **saved.get("settings", {})},
+                        {**asdict(config), **settings}, "k-fold run")
+    elif saved is not None:
+        new = next_free_dir(out)
+        log.warning("%s already holds a k-fold run; writing this one to %s (use --overwrite to replace it)", out, new)
+        out = new
+    OutputFolder(out, "train", inputs).claim(list(entries))
     return out, resuming
