@@ -131,7 +131,7 @@ def test_console_entry_point_and_scripts_wrap_the_cli():
 
 
 def test_evaluate_with_test_time_augmentation_averages_views(tmp_path, trained_run, synthetic_dir):
-    from tfxai.evaluation import tta_proba
+    from tfxai.tta import tta_proba
     from tfxai.classifier import load_classifier
 
     clf = load_classifier(trained_run.model_path)

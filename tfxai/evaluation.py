@@ -60,40 +60,26 @@ def run_splits(classifier: Classifier, data_dir: str, progress: bool = True) -> 
     return splits
 
 
-TTA_AUGMENT = data_lib.AugmentConfig(rotation=4.0, zoom=0.05, shift=0.03, contrast=0.15, brightness=0.05,
-                                     gamma=0.15)
-
-
-def tta_proba(classifier: Classifier, images: np.ndarray, n: int = 8, seed: int = 0) -> np.ndarray:
-    """Test-time augmentation: mean probabilities over the image and ``n - 1`` mild random
-    variants (small shifts, zoom, contrast; seeded). (N, K) float32."""
-    from ._keras import tf
-
-    if n < 1:
-        raise ValueError(f"tta must be >= 1, got {n!r}")
-    total = classifier.predict_proba(images).astype(np.float64)
-    x = tf.constant(np.asarray(images, np.float32))
-    for i in range(1, n):
-        variant = data_lib.augment_batch(x, tf.constant([seed, i], tf.int64), TTA_AUGMENT).numpy()
-        total += classifier.predict_proba(variant)
-    return (total / n).astype(np.float32)
-
-
 @dataclass(frozen=True)
 class EvalOptions:
     """How to score. threshold: None uses the classifier's (chosen on validation at training
-    time). val: (images, labels) of the validation split, used to pick a threshold for
-    ``target_sensitivity`` and to fit the temperature when ``calibrate``. tta: test-time augmented
-    views averaged per image (1 = off). title: shown on the figures. n_boot: bootstrap resamples
-    of the confidence intervals."""
+    time, or, for a :class:`tfxai.tta.TTAClassifier`, under its test-time augmentation). val:
+    (images, labels) of the validation split, used to pick a threshold for ``target_sensitivity``
+    and to fit the temperature when ``calibrate``. title: shown on the figures. n_boot: bootstrap
+    resamples of the confidence intervals."""
 
     threshold: float | None = None
     val: tuple[np.ndarray, np.ndarray] | None = None
     target_sensitivity: float | None = None
     calibrate: bool = False
     title: str = ""
-    tta: int = 1
     n_boot: int = 1000
+
+
+def carry_threshold(threshold: float, temperature: float) -> float:
+    """A binary threshold on P(class 1) moved through temperature scaling (monotone in p): the same
+    decisions on the rescaled probabilities."""
+    return float(metrics_lib.apply_temperature(np.array([[1.0 - threshold, threshold]]), temperature)[0, 1])
 
 
 def _decision(classifier: Classifier, proba, labels, val_proba, opts: EvalOptions, out: dict):
@@ -109,6 +95,9 @@ def _decision(classifier: Classifier, proba, labels, val_proba, opts: EvalOption
         before = proba
         proba = metrics_lib.apply_temperature(proba, out["temperature"])
         val_proba = metrics_lib.apply_temperature(val_proba, out["temperature"])
+        if opts.threshold is None and opts.target_sensitivity is None and proba.shape[1] == 2:
+            # The stored threshold was chosen on the probabilities before this temperature.
+            thr = carry_threshold(thr, out["temperature"])
     if opts.target_sensitivity is not None and proba.shape[1] == 2:
         if opts.val is None:
             raise DataError("--target-sensitivity picks the threshold on the validation split: give --data-dir")
@@ -116,6 +105,8 @@ def _decision(classifier: Classifier, proba, labels, val_proba, opts: EvalOption
         out["threshold_source"] = f"validation split, target sensitivity {opts.target_sensitivity}"
     else:
         out["threshold_source"] = "given" if opts.threshold is not None else f"stored with the model ({classifier.facts_source})"
+        if opts.calibrate and opts.threshold is None and proba.shape[1] == 2:
+            out["threshold_source"] += ", carried through the new temperature (the same decisions)"
     return proba, thr, val_proba, before
 
 
@@ -146,13 +137,10 @@ def evaluate(classifier: Classifier, images: np.ndarray, labels: np.ndarray, out
     names = classifier.class_names
     paths = list(paths) if paths is not None else [str(i) for i in range(len(labels))]
 
-    def predict(x):
-        return tta_proba(classifier, x, opts.tta) if opts.tta > 1 else classifier.predict_proba(x)
-
-    out: dict = {"model": classifier.path, "kind": classifier.kind, "class_names": names, "tta": opts.tta,
-                 "temperature": None}
-    proba, thr, val_proba, before = _decision(classifier, predict(images), labels,
-                                              predict(opts.val[0]) if opts.val is not None else None, opts, out)
+    out: dict = {"model": classifier.path, "kind": classifier.kind, "class_names": names,
+                 "tta": getattr(classifier, "views", 1), "temperature": None}
+    val_proba = classifier.predict_proba(opts.val[0]) if opts.val is not None else None
+    proba, thr, val_proba, before = _decision(classifier, classifier.predict_proba(images), labels, val_proba, opts, out)
     m = metrics_lib.classification_metrics(labels, proba, thr)
     m["ece"], _ = metrics_lib.expected_calibration_error(labels, proba)
     ood = classifier.check_ood(images)

@@ -150,6 +150,13 @@ def add_threshold(p: argparse.ArgumentParser) -> None:
                    help="comma-separated class names, for a model that carries none (with --threshold)")
 
 
+def add_tta(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tta", type=int_range(1, 64), default=1,
+                   help="test-time augmentation: average this many mildly shifted/contrasted views (1 = off); "
+                        "the threshold (and temperature) is then chosen again on the validation split of "
+                        "--data-dir under the same TTA (tfxai.tta), never the one chosen without it")
+
+
 def add_resize_mode(p: argparse.ArgumentParser, unless: str | None = None) -> None:
     """``unless``: what else may set the mode (``"the recipe's"``): the flag is then None unless typed."""
     p.add_argument("--resize-mode", default=None if unless else "pad", choices=RESIZE_MODES,

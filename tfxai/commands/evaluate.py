@@ -8,6 +8,7 @@ from ..classifier import load_classifier
 from ..evaluation import REPORT_FILES, EvalOptions, evaluate, load_eval_images
 from ..files import OutputFolder
 from ..metrics import format_with_ci
+from ..tta import tta_classifier
 from . import _args
 
 
@@ -23,8 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="choose the threshold on the validation split to reach this sensitivity")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=False,
                    help="fit temperature scaling on the validation split; report ECE before and after")
-    p.add_argument("--tta", type=_args.int_range(1, 64), default=1,
-                   help="test-time augmentation: average this many mildly shifted/contrasted views (1 = off)")
+    _args.add_tta(p)
     _args.add_progress(p)
 
 
@@ -35,15 +35,19 @@ def run(args) -> int:
     OutputFolder(out_dir, "evaluate", [args.checkpoint, args.data_dir, args.folder]).claim(REPORT_FILES)
     data = load_eval_images(clf, args.data_dir, args.split, args.folder, args.progress)
     val = None
-    if (args.target_sensitivity is not None or args.calibrate) and args.data_dir:
+    if (args.target_sensitivity is not None or args.calibrate or args.tta > 1) and args.data_dir:
         v = load_eval_images(clf, args.data_dir, "val", progress=args.progress)
         val = (v.images, v.labels)
+    if args.tta > 1:  # its own temperature and threshold, chosen on validation under the same TTA
+        clf = tta_classifier(clf, val, args.tta, target_sensitivity=args.target_sensitivity,
+                             threshold=args.threshold, calibrate=args.calibrate)
     where = args.folder or f"{args.data_dir} [{args.split}]"
     print(f"evaluating {args.checkpoint} on {where}: {data.describe()}")
     if data.skipped:
         print(f"skipped {len(data.skipped)} unreadable file(s); see the warnings above")
-    options = EvalOptions(args.threshold, val, args.target_sensitivity, args.calibrate,
-                          os.path.basename(where.rstrip("/")), args.tta)
+    # Under TTA the temperature is the TTA classifier's own (fitted with the threshold, above).
+    options = EvalOptions(args.threshold, val, args.target_sensitivity, args.calibrate and args.tta == 1,
+                          os.path.basename(where.rstrip("/")))
     res = evaluate(clf, data.images, data.labels, out_dir, data.paths, options)
     m = res["metrics"]
     print(f"threshold {m.get('threshold', 0.5):.3f} ({res['threshold_source']}); 95 % confidence intervals in "

@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gradcam", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--batch-size", type=_args.int_range(1, 1024), default=32, help="images per model call")
     _args.add_threshold(p)
+    _args.add_tta(p)
+    p.add_argument("--data-dir", help="with --tta: the data the model was trained on; its validation split is where "
+                                      "the threshold is chosen again under the same TTA (required unless --threshold)")
     _args.add_progress(p)
 
 
@@ -45,8 +48,27 @@ def _outputs(args, single: bool) -> tuple[str | None, str | None, str | None]:
     return None, csv_path, overlay_dir
 
 
+def _with_tta(clf, args):
+    """``clf`` under ``--tta`` views, its threshold chosen on the validation split of ``--data-dir``
+    under the same TTA (or ``--threshold``): see :mod:`tfxai.tta`."""
+    from ..evaluation import load_eval_images
+    from ..tta import tta_classifier
+
+    val = None
+    if args.data_dir and args.threshold is None:
+        v = load_eval_images(clf, args.data_dir, "val", progress=args.progress)
+        val = (v.images, v.labels)
+    tta = tta_classifier(clf, val, args.tta, threshold=args.threshold)
+    print(f"test-time augmentation: {args.tta} views averaged; threshold {tta.threshold:.3f} ({tta.facts_source})")
+    return tta
+
+
 def run(args) -> int:
+    if args.data_dir and args.tta == 1:
+        raise TfxaiError("--data-dir is used with --tta only (where the threshold is chosen again under TTA)")
     clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
+    if args.tta > 1:
+        clf = _with_tta(clf, args)
     single = os.path.isfile(args.image)
     paths = list_images(args.image)
     overlay_path, csv_path, overlay_dir = _outputs(args, single)
