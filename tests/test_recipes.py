@@ -41,6 +41,18 @@ def test_the_robust_recipes_differ_only_where_their_names_say():
     assert (cnn["select_epoch"], cnn["threshold_policy"], cnn["target_sensitivity"]) == ("last", "sensitivity", 0.93)
 
 
+@pytest.mark.parametrize("name,changed", [
+    ("cnn-lungmask", {"model_options": {"width": 16, "depth": 4, "preprocessing": "equalize", "focus": "mask"}}),
+    ("cnn-lungcrop", {"model_options": {"width": 16, "depth": 4, "preprocessing": "equalize", "focus": "crop"}}),
+    ("cnn-robust-160", {"image_size": 160}), ("cnn-robust-192", {"image_size": 192}),
+    ("cnn-robust-long", {"epochs": 40, "patience": 40}),
+])
+def test_each_candidate_is_the_default_with_one_change(name, changed):
+    base, candidate = get_recipe(DEFAULT_RECIPE).settings, get_recipe(name).settings
+    assert {k: v for k, v in candidate.items() if base.get(k) != v} == changed
+    assert set(candidate) == set(base) | set(changed)
+
+
 def test_recipe_settings_are_copied_not_shared():
     a = get_recipe(ROBUST).train_config("d")
     a.model_options["alpha"] = 9.0

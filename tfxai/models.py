@@ -14,7 +14,7 @@ from typing import Callable
 
 from ._keras import keras
 from .errors import MissingDownloadError, ModelFileError
-from .preprocessing import PREPROCESSING, apply_preprocessing
+from .preprocessing import FOCUS, PREPROCESSING, apply_preprocessing
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -163,11 +163,11 @@ def _conv_bn_relu(x, filters: int, name: str):
 
 
 def _build_custom_cnn(shape, num_classes, weights=None, width: int = 32, depth: int = 4,
-                      dropout: float = 0.3, preprocessing: str = "none") -> keras.Model:
+                      dropout: float = 0.3, preprocessing: str = "none", focus: str = "none") -> keras.Model:
     if not (1 <= int(depth) <= 6):
         raise ValueError(f"custom_cnn depth must be in [1, 6], got {depth!r}")
     inputs = keras.Input(shape, name="image")
-    x = layers.Rescaling(1.0 / 255.0, name="rescale")(apply_preprocessing(inputs, preprocessing))
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(apply_preprocessing(inputs, preprocessing, focus))
     filters = int(width)
     for block in range(int(depth)):
         x = _conv_bn_relu(x, filters, f"block{block + 1}a")
@@ -200,9 +200,9 @@ def _basic_block(x, filters: int, stride: int, name: str):
 
 
 def _build_resnet18(shape, num_classes, weights=None, width: int = 64, dropout: float = 0.2,
-                    preprocessing: str = "none") -> keras.Model:
+                    preprocessing: str = "none", focus: str = "none") -> keras.Model:
     inputs = keras.Input(shape, name="image")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(apply_preprocessing(inputs, preprocessing))
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(apply_preprocessing(inputs, preprocessing, focus))
     # Small inputs (PneumoniaMNIST 28 px, CIFAR 32 px) lose everything to the 7x7/2 stem + pool.
     small = min(shape[:2]) < 96
     if small:
@@ -230,12 +230,12 @@ def _mobilenet_weights_file(alpha: float, rows: int) -> str:
 
 def _build_mobilenet_v2(shape, num_classes, weights=None, alpha: float = 1.0, dropout: float = 0.2,
                         trainable_backbone_layers: int | None = None, padding: str = "same",
-                        preprocessing: str = "none") -> keras.Model:
+                        preprocessing: str = "none", focus: str = "none") -> keras.Model:
     if padding not in ("same", "symmetric"):
         raise ValueError(f"mobilenet_v2 padding must be 'same' (Keras) or 'symmetric' (XNNPack sparse "
                          f"inference), got {padding!r}")
     inputs = keras.Input(shape, name="image")
-    x = apply_preprocessing(inputs, preprocessing)
+    x = apply_preprocessing(inputs, preprocessing, focus)
     if shape[2] == 1:
         # ImageNet filters expect three channels; grey X-rays are repeated rather than re-learned.
         x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
@@ -361,19 +361,21 @@ def _ensure_imagenet_file(alpha: float, rows: int) -> None:
 
 _DROPOUT = OptionRange(float, 0.0, 0.9)
 _PREPROCESSING = Choice(PREPROCESSING)  # in-model layers in front of the rescaling (tfxai.preprocessing)
+_FOCUS = Choice(FOCUS)  # the in-model lung-field focus after them (tfxai.preprocessing.LungFocus)
 register_model(ModelSpec(
     "custom_cnn", _build_custom_cnn, preprocessing="x / 255",
     options={"width": OptionRange(int, 4, 512), "depth": OptionRange(int, 1, 6), "dropout": _DROPOUT,
-             "preprocessing": _PREPROCESSING},
+             "preprocessing": _PREPROCESSING, "focus": _FOCUS},
 ))
 register_model(ModelSpec(
     "resnet18", _build_resnet18, preprocessing="x / 127.5 - 1",
-    options={"width": OptionRange(int, 4, 512), "dropout": _DROPOUT, "preprocessing": _PREPROCESSING},
+    options={"width": OptionRange(int, 4, 512), "dropout": _DROPOUT, "preprocessing": _PREPROCESSING,
+             "focus": _FOCUS},
 ))
 register_model(ModelSpec(
     "mobilenet_v2", _build_mobilenet_v2, preprocessing="grey repeated to RGB; x / 127.5 - 1",
     supports_imagenet=True,
     options={"alpha": OptionRange(float, 0.35, 1.4), "dropout": _DROPOUT,
              "trainable_backbone_layers": OptionRange(int, 0, 200), "padding": Choice(("same", "symmetric")),
-             "preprocessing": _PREPROCESSING},
+             "preprocessing": _PREPROCESSING, "focus": _FOCUS},
 ))

@@ -123,6 +123,9 @@ def _facts(config: TrainConfig, class_names: list[str], resize: dict) -> dict:
     """The model facts stored with every checkpoint; ``resize``: :func:`inference_resize`."""
     preprocessing = get_spec(config.model_type).preprocessing
     layers = config.model_options.get("preprocessing", "none")
+    focus = config.model_options.get("focus", "none")
+    if focus != "none":
+        preprocessing = f"lung-field focus {focus!r} (tfxai.preprocessing.LungFocus), then {preprocessing}"
     if layers != "none":
         preprocessing = f"{layers} (tfxai.preprocessing), then {preprocessing}"
     return model_facts(class_names, config.image_size, config.channels, resize["resize_mode"], 0.5,
