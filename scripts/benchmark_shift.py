@@ -13,6 +13,12 @@ measured in this process. ``--reuse`` scores run folders that already hold a fin
 Results: ``<output-dir>/<recipe>/shift_metrics.json``, ``<output-dir>/results.csv`` and a Markdown
 table on stdout.
 
+``--seeds 0,1,2`` also trains each recipe once per seed on the same split and scores the seeds' ensemble
+(tfxai.ensemble, one model whose threshold is chosen on the shared standard validation); ``--folds 5``
+also cross-validates each recipe on the protocol (tfxai.training.folds; the held-out batch stays out of
+every fold) and scores the folds' mean and their ensemble. Both resume: finished members are reused with
+``--reuse``; a killed k-fold run continues fold by fold when the same command is run again.
+
 ``--every-epoch`` also keeps the weights of every epoch (as validated: the EMA weights when the
 recipe averages them) and scores each on the protocol, to see whether the epoch a selection rule
 picks on the standard validation (lowest loss, highest ROC-AUC, the last) is one that survives
@@ -43,75 +49,159 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _finished(run_dir: str) -> bool:
-    cfg = os.path.join(run_dir, "run_config.json")
-    if not os.path.exists(cfg):
-        return False
-    with open(cfg) as f:
-        return json.load(f).get("status") == "finished"
-
-
-def run_recipe(name: str, args, loaded: dict) -> dict:
-    from tfxai import shift
-    from tfxai.classifier import load_classifier
-    from tfxai.data import training_decode_mode
-    from tfxai.files import write_json
-    from tfxai.native import score_folder, score_protocol_native
-    from tfxai.training import read_history, train
+def _config(name: str, args, run_dir: str, **extra):
     from tfxai.training.recipes import get_recipe
 
-    recipe = get_recipe(name)
-    run_dir = os.path.join(args.output_dir, name)
     # Balanced validation loss: see tfxai.shift.train_with_holdout (the protocol's val is 1:6.5).
-    overrides = {"seed": args.seed, "verbose": 2, "cache_dir": args.cache_dir, "balanced_validation": True}
+    overrides = {"seed": args.seed, "verbose": 2, "cache_dir": args.cache_dir, "balanced_validation": True, **extra}
     if args.epochs:
         overrides["epochs"] = args.epochs
-    cfg = recipe.train_config(args.data_dir, output_dir=run_dir, **overrides)
+    return get_recipe(name).train_config(args.data_dir, output_dir=run_dir, **overrides)
+
+
+def _data(cfg, args, loaded: dict):
+    """The protocol's data at the recipe's size and resize mode (decoded once per geometry); the split's seed
+    is --seed whatever seed the model is initialised with."""
+    from tfxai import shift
+    from tfxai.data import training_decode_mode
+
     key = (cfg.image_size, cfg.channels, cfg.resize_mode)
     if key not in loaded:
         loaded[key] = shift.load_shift_data(args.data_dir, cfg.image_size, cfg.channels,
-                                            training_decode_mode(cfg.resize_mode),
-                                            args.holdout_pattern, cfg.val_fraction, args.seed,
-                                            cache_dir=args.cache_dir, progress=False)
-    data = loaded[key]
-    metrics_path = os.path.join(run_dir, "shift_metrics.json")
-    timing = {}
-    if args.reuse and _finished(run_dir):
-        print(f"scoring the existing run in {run_dir} (--reuse)")
-        if os.path.exists(metrics_path):
-            with open(metrics_path) as f:
-                timing = {k: v for k, v in json.load(f).items() if k in ("wall_min", "cpu_min")}
-    else:
-        cfg.overwrite = True
-        print(data.summary())
-        t0, c0 = time.perf_counter(), _cpu_seconds()
-        train(cfg, splits=data.splits, callbacks=[_epoch_weights(run_dir)] if args.every_epoch else None)
-        timing = {"wall_min": (time.perf_counter() - t0) / 60, "cpu_min": (_cpu_seconds() - c0) / 60}
-    clf = load_classifier(os.path.join(run_dir, "best_model.keras"))
-    scores = shift.score_protocol(lambda x: clf.raw_proba(x)[:, 1], data, seed=args.seed)
-    scores.update(score_protocol_native(clf, data, scores["threshold"], args.seed))
+                                            training_decode_mode(cfg.resize_mode), args.holdout_pattern,
+                                            cfg.val_fraction, args.seed, cache_dir=args.cache_dir, progress=False)
+    return loaded[key]
+
+
+def score_row(clf, data, args) -> dict:
+    """Every column of the table for one classifier: the protocol with its native-geometry column, the
+    official val originals when present, and the Grad-CAM energy in the lungs."""
+    from tfxai import shift
+    from tfxai.native import score_folder
+
+    scores = shift.score_model(clf, data, seed=args.seed)
     if args.originals and os.path.isdir(args.originals):
         real = score_folder(clf, args.originals, scores["threshold"])
         scores.update(originals_n=real["n"], originals_correct=real["correct"], originals_flagged=real["flagged"])
     if args.gradcam_images:
         from tfxai.explain.lungs import lung_energy_share
 
-        lungs = lung_energy_share(clf.model, data.splits.val.images, max_images=args.gradcam_images,
-                                  seed=args.seed)
+        lungs = lung_energy_share(clf.model, data.splits.val.images, max_images=args.gradcam_images, seed=args.seed)
         scores.update(lung_energy=lungs["energy"], lung_area=lungs["area"], lung_fallback=lungs["fallback"],
                       lung_images=lungs["n"])
+    return scores
+
+
+def _command() -> str:
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def _train_member(name: str, args, loaded: dict, run_dir: str, seed: int, every_epoch: bool = False) -> tuple:
+    """Train (or, with --reuse, keep) one run of recipe ``name`` on the protocol: (config, data, timing)."""
+    from tfxai.training import train
+    from tfxai.training.run_folder import run_finished
+
+    cfg = _config(name, args, run_dir, seed=seed)
+    data = _data(cfg, args, loaded)
+    metrics_path = os.path.join(run_dir, "shift_metrics.json")
+    if args.reuse and run_finished(run_dir):
+        print(f"scoring the existing run in {run_dir} (--reuse)")
+        timing = {}
+        if os.path.exists(metrics_path):
+            with open(metrics_path) as f:
+                timing = {k: v for k, v in json.load(f).items() if k in ("wall_min", "cpu_min")}
+        return cfg, data, timing
+    cfg.overwrite = True
+    print(data.summary())
+    t0, c0 = time.perf_counter(), _cpu_seconds()
+    train(cfg, splits=data.splits, callbacks=[_epoch_weights(run_dir)] if every_epoch else None)
+    return cfg, data, {"wall_min": (time.perf_counter() - t0) / 60, "cpu_min": (_cpu_seconds() - c0) / 60}
+
+
+def run_recipe(name: str, args, loaded: dict) -> dict:
+    from tfxai.classifier import load_classifier
+    from tfxai.files import write_json
+    from tfxai.training import read_history
+    from tfxai.training.recipes import get_recipe
+
+    run_dir = os.path.join(args.output_dir, name)
+    cfg, data, timing = _train_member(name, args, loaded, run_dir, args.seed, args.every_epoch)
+    clf = load_classifier(os.path.join(run_dir, "best_model.keras"))
+    scores = score_row(clf, data, args)
     history = read_history(os.path.join(run_dir, "history.csv"))
     secs = [s for s in history.get("seconds", []) if s == s]
     row = {
         "recipe": name, "epochs": len(history.get("epoch", [])), **timing,
         "seconds_per_epoch_median": sorted(secs)[len(secs) // 2] if secs else None,
-        **scores, "split": data.split.to_dict(), "settings": recipe.settings,
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        **scores, "settings": get_recipe(name).settings, "command": _command(),
     }
     if args.every_epoch:
         row["selection"] = score_every_epoch(clf, data, run_dir, history, args.seed)
-    write_json(metrics_path, row)
+    write_json(os.path.join(run_dir, "shift_metrics.json"), row)
     return row
+
+
+def run_seed_ensemble(name: str, args, loaded: dict) -> list[dict]:
+    """One run of ``name`` per --seeds value on the same split (only the initialisation differs), then
+    their ensemble (tfxai.ensemble; its threshold on the shared standard validation): a row per member
+    and one for the ensemble."""
+    from tfxai.classifier import load_classifier
+    from tfxai.ensemble import ENSEMBLE_MODEL_NAME, make_ensemble
+    from tfxai.files import OutputFolder, read_json, write_json
+    from tfxai.training.decision import Policy
+
+    rows, members, minutes = [], [], {"wall_min": 0.0, "cpu_min": 0.0}
+    for seed in args.seeds:
+        if seed == args.seed:  # the recipe's own row, trained (or reused) just before
+            run_dir = os.path.join(args.output_dir, name)
+            cfg = _config(name, args, run_dir)
+            data = _data(cfg, args, loaded)
+            timing = {k: v for k, v in read_json(os.path.join(run_dir, "shift_metrics.json")).items()
+                      if k in ("wall_min", "cpu_min")}
+        else:
+            run_dir = os.path.join(args.output_dir, f"{name}-seed{seed}")
+            cfg, data, timing = _train_member(name, args, loaded, run_dir, seed)
+        members.append(load_classifier(os.path.join(run_dir, "best_model.keras")))
+        minutes = {k: minutes[k] + timing.get(k, float("nan")) for k in minutes}
+        if seed != args.seed:
+            rows.append({"recipe": f"{name} seed {seed}", **timing, **score_row(members[-1], data, args),
+                         "command": _command()})
+    folder = os.path.join(args.output_dir, f"{name}-seeds" + "-".join(map(str, args.seeds)))
+    OutputFolder(folder, "benchmark_shift", [args.data_dir]).claim([ENSEMBLE_MODEL_NAME, "shift_metrics.json"])
+    path = os.path.join(folder, ENSEMBLE_MODEL_NAME)
+    make_ensemble(members, data.splits.val, data.splits.train.images, path, Policy.of(cfg), args.seed, args.data_dir)
+    rows.append({"recipe": f"{name} ensemble of seeds {','.join(map(str, args.seeds))}", **minutes,
+                 **score_row(load_classifier(path), data, args), "command": _command()})
+    write_json(os.path.join(folder, "shift_metrics.json"), rows[-1])
+    return rows
+
+
+def run_kfold(name: str, args, loaded: dict) -> list[dict]:
+    """k-fold cross-validation of ``name`` on the protocol (tfxai.training.folds: the held-out batch out of
+    every fold): a row with the fold models' mean and one for their ensemble. Each fold model trains on
+    (K - 1) / K of the protocol's training images. A killed run resumes fold by fold (the same command)."""
+    from tfxai.classifier import load_classifier
+    from tfxai.files import read_json
+    from tfxai.training.cv_report import CV_METRICS_NAME
+    from tfxai.training.folds import run_folds
+
+    run_dir = os.path.join(args.output_dir, f"{name}-cv{args.folds}")
+    cfg = _config(name, args, run_dir)
+    cv_config = os.path.join(run_dir, "cv_config.json")
+    t0, c0 = time.perf_counter(), _cpu_seconds()
+    if args.reuse and os.path.exists(cv_config) and read_json(cv_config).get("status") == "finished":
+        print(f"scoring the existing k-fold run in {run_dir} (--reuse)")
+        cv = read_json(os.path.join(run_dir, CV_METRICS_NAME))
+        timing = {"wall_min": read_json(cv_config).get("seconds", float("nan")) / 60}  # of its last session
+    else:
+        result = run_folds(cfg, args.folds, args.holdout_pattern)
+        cv, run_dir = result.metrics, result.output_dir
+        timing = {"wall_min": (time.perf_counter() - t0) / 60, "cpu_min": (_cpu_seconds() - c0) / 60}
+    mean = {k: v["mean"] for k, v in cv["summary"].items()}
+    ensemble = load_classifier(os.path.join(run_dir, "ensemble.keras"))
+    return [{"recipe": f"{name}, mean of {args.folds} folds", **timing, **mean, "command": _command()},
+            {"recipe": f"{name}, ensemble of the {args.folds} folds", **score_row(ensemble, _data(cfg, args, loaded), args),
+             "command": _command()}]
 
 
 # What --every-epoch adds to a run folder; recorded in its marker, so that a re-run's overwrite
@@ -200,9 +290,9 @@ def markdown(rows) -> str:
         real = (f"{r['originals_correct']} / {r['originals_flagged']} of {r['originals_n']}"
                 if r.get("originals_n") else "-")
         lines.append(
-            f"| {r['recipe']} | {r['epochs']} | {_fmt(r.get('wall_min'), 1)} | {_fmt(r.get('cpu_min'), 1)} | "
+            f"| {r['recipe']} | {r.get('epochs', '-')} | {_fmt(r.get('wall_min'), 1)} | {_fmt(r.get('cpu_min'), 1)} | "
             f"{_fmt(r.get('native_auc'), 4)} / {_fmt(r.get('native_spec'))} / {_fmt(r.get('native_flagged'))} | "
-            f"{real} | {_fmt(r['standard_auc'], 4)} | {_fmt(r['shift_auc'], 4)} | {_fmt(r['shift_spec'])} | "
+            f"{real} | {_fmt(r.get('standard_auc'), 4)} | {_fmt(r.get('shift_auc'), 4)} | {_fmt(r.get('shift_spec'))} | "
             f"{_fmt(r.get('synthetic_auc_mean'))} / {_fmt(r.get('synthetic_auc_worst'))} "
             f"({r.get('synthetic_worst', '-')}) | {_fmt(r.get('synthetic_spec_mean'))} / "
             f"{_fmt(r.get('synthetic_spec_worst'))} | {_fmt(r.get('lung_energy'))} ({_fmt(r.get('lung_area'))}) |")
@@ -228,7 +318,16 @@ def main(argv=None) -> int:
                    help="keep every epoch's weights and score each on the protocol (epochs.csv, epochs.png)")
     p.add_argument("--reuse", action="store_true",
                    help="score run folders that already hold a finished run instead of training again")
+    p.add_argument("--seeds", type=lambda t: [int(v) for v in t.split(",") if v.strip()],
+                   help="also train each recipe with these seeds on the same split (e.g. 0,1,2) and score their "
+                        "ensemble (one model; its threshold chosen on the standard validation)")
+    p.add_argument("--folds", type=int,
+                   help="also cross-validate each recipe with this many folds on the protocol (tfxai train --folds "
+                        "--holdout-pattern): rows for the folds' mean and for their ensemble")
     args = p.parse_args(argv)
+    if args.folds is not None and args.folds < 2:
+        print(f"error: --folds must be >= 2, got {args.folds}", file=sys.stderr)
+        return 2
     if args.cache_dir in ("none", ""):  # as in tfxai train
         args.cache_dir = None
     if not os.path.isdir(args.data_dir):
@@ -245,8 +344,12 @@ def main(argv=None) -> int:
         get_recipe(n)  # fail before any training on a misspelt name
     loaded, rows = {}, []
     for name in names:
-        rows.append(run_recipe(name, args, loaded))
-        print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("synthetic", "settings")}, indent=1))
+        new = [run_recipe(name, args, loaded)]
+        new += run_seed_ensemble(name, args, loaded) if args.seeds else []
+        new += run_kfold(name, args, loaded) if args.folds else []
+        for row in new:
+            print(json.dumps({k: v for k, v in row.items() if k not in ("synthetic", "settings")}, indent=1))
+        rows += new
     os.makedirs(args.output_dir, exist_ok=True)
     csv_path = os.path.join(args.output_dir, "results.csv")
     table = {}

@@ -142,12 +142,12 @@ class LocalContrastNormalize(keras.layers.Layer):
 
 
 FOCUS = ("none", "mask", "crop")
-# Where the lungs sit in Kermany's 224-px training copies: bounding boxes of
-# tfxai.explain.lungs.lung_mask on 600 random training films (300 per class; 560 with a plausible
-# mask), as shares of the side, 2nd / 50th / 98th percentile: top 0.04 / 0.19 / 0.47, bottom
-# 0.58 / 0.84 / 0.96, left 0.07 / 0.14 / 0.23, right 0.72 / 0.85 / 0.94. Children are positioned
-# loosely, so a fixed window can only cut what lies beyond nearly every lung: the borders, the
-# corners (burnt-in markers) and the lowest strip (the abdomen).
+# Where the lungs sit in Kermany's 224-px training copies (scripts/lung_box.py: bounding boxes of
+# tfxai.explain.lungs.lung_mask on 600 random training films, 560 with a plausible mask), as shares
+# of the side, 2nd / 50th / 98th percentile: top 0.04 / 0.19 / 0.47, bottom 0.59 / 0.84 / 0.96,
+# left 0.07 / 0.14 / 0.23, right 0.72 / 0.86 / 0.95. Children are positioned loosely, so a fixed
+# window can only cut what lies beyond nearly every lung: the borders, the corners (burnt-in
+# markers) and the lowest strip (the abdomen).
 FOCUS_BOX = (0.04, 0.95, 0.06, 0.94)  # top, bottom, left, right
 
 
