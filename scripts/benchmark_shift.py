@@ -299,7 +299,7 @@ def markdown(rows) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=os.path.join("..", "shared", "data", "chest_xray_224"))
     p.add_argument("--output-dir", required=True, help="one run folder per recipe goes here")
@@ -324,7 +324,11 @@ def main(argv=None) -> int:
     p.add_argument("--folds", type=int,
                    help="also cross-validate each recipe with this many folds on the protocol (tfxai train --folds "
                         "--holdout-pattern): rows for the folds' mean and for their ensemble")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     if args.folds is not None and args.folds < 2:
         print(f"error: --folds must be >= 2, got {args.folds}", file=sys.stderr)
         return 2

@@ -44,7 +44,13 @@ def resolve_data_dir(args) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of ``tfxai train`` (one declaration per flag, hence the length)."""
+    """The flags of ``tfxai train``: the model and schedule, then the validation and the rest."""
+    _add_model_flags(p)
+    _add_validation_flags(p)
+    _add_training_flags(p)
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
     _args.add_data_source(p)
     p.add_argument("--recipe", choices=[*list_recipes(), "none"],
                    help="start from a named training recipe (tfxai.training.recipes); flags given explicitly "
@@ -76,6 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"the epoch saved as the model: val_loss = the lowest validation loss, last = the end "
                         f"of the schedule ({_default('select_epoch')})")
     _args.add_seed(p)
+
+
+def _add_validation_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-seed", type=_args.NON_NEGATIVE,
                    help="seed of the patient-grouped validation split (default: --seed); runs that differ only in "
                         "--seed with one --split-seed share their validation split and can be averaged with "
@@ -96,6 +105,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--balanced-validation", action=argparse.BooleanOptionalAction,
                    help="class-balanced validation loss for early stopping and the best checkpoint "
                         f"({_default('balanced_validation')}; always on with --holdout-pattern)")
+    p.add_argument("--threshold-policy", choices=THRESHOLD_POLICIES,
+                   help="fixed 0.5, a target --target-sensitivity, or Youden's J, chosen on validation "
+                        f"({_default('threshold_policy')})")
+    p.add_argument("--target-sensitivity", type=_args.float_range(0.0, 1.0, low_open=True),
+                   help=f"({_default('target_sensitivity')})")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=False,
+                   help="fit temperature scaling on validation")
+
+
+def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction,
                    help=f"on-the-fly augmentation ({_default('augment')})")
     p.add_argument("--augment-options", type=_args.json_object,
@@ -116,13 +135,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-options", type=_args.json_object, default={},
                    help='JSON of model options over the recipe\'s, e.g. \'{"width": 16, "depth": 3}\' for '
                         'custom_cnn, \'{"preprocessing": "equalize"}\' for any model')
-    p.add_argument("--threshold-policy", choices=THRESHOLD_POLICIES,
-                   help="fixed 0.5, a target --target-sensitivity, or Youden's J, chosen on validation "
-                        f"({_default('threshold_policy')})")
-    p.add_argument("--target-sensitivity", type=_args.float_range(0.0, 1.0, low_open=True),
-                   help=f"({_default('target_sensitivity')})")
-    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=False,
-                   help="fit temperature scaling on validation")
     p.add_argument("--strategy", default="default", choices=STRATEGIES,
                    help="mirrored: several GPUs on one machine; multiworker: several machines (TF_CONFIG)")
     p.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
