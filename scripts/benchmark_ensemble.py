@@ -39,12 +39,13 @@ def _variants(clf, images: np.ndarray, folder: str, name: str) -> dict:
     from ai_edge_litert.interpreter import Interpreter
 
     from tfxai._keras import compiled_call
-    from tfxai.compress.measure import file_sizes
+    from tfxai.compress.measure import file_sizes, keras_sizes
     from tfxai.compress.tflite import Calibration, convert_tflite
     from tfxai.explain.gradcam import GradCAM
 
     out = {}
-    keras_raw, keras_gz = file_sizes(clf.path)
+    # Saved again without optimizer state (a training run's checkpoint keeps Adam's moments; an ensemble has none).
+    keras_raw, keras_gz = keras_sizes(clf.model, folder, name, clf.config)
     forward = compiled_call(clf.model)
     cam = GradCAM(clf.model, batch_size=1)
     sizes = {"params": clf.model.count_params(), "keras_kb": keras_raw / 1024, "keras_gzip_kb": keras_gz / 1024}

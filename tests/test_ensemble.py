@@ -183,3 +183,7 @@ def test_an_ensemble_exports_to_one_tflite_file_per_quantization(ensemble_path, 
         assert rows["float32"]["mediapipe_agreement"] == 1.0
     tflites = sorted(p.name for p in out.glob("*.tflite"))
     assert len(tflites) == len(rows)  # the whole ensemble in one file each
+    if target == "default":  # the sidecar says how the threshold was chosen, so --tta can choose it again
+        sidecar = json.loads((out / "model_float32.json").read_text())
+        assert sidecar["threshold_policy"]["policy"] == "youden"
+        assert sidecar["threshold"] == pytest.approx(load_classifier(path).threshold)

@@ -118,12 +118,14 @@ def build_ensemble(models: Sequence[keras.Model]) -> keras.Model:
 def check_members(members: Sequence[Classifier]) -> None:
     """ModelFileError naming the member whose decision facts differ from the first one's, or
     that was validated on other images (``val_split``), or that records no validation split."""
+    def alike(key, a, b):  # class folders match case-insensitively everywhere in tfxai
+        return [c.lower() for c in a] == [c.lower() for c in b] if key == "class_names" else a == b
+
     first = members[0]
     for m in members:
         for key in SHARED_FACTS:
             a, b = getattr(first, key), getattr(m, key)
-            if (a if key != "class_names" else [c.lower() for c in a]) != (
-                    b if key != "class_names" else [c.lower() for c in b]):
+            if not alike(key, a, b):
                 raise ModelFileError(f"{m.path!r}: {key} {b!r} differs from {first.path!r}'s {a!r}; the members "
                                      f"of one ensemble decide on the same inputs")
         split = m.config.get("val_split")

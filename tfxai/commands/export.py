@@ -33,6 +33,7 @@ from ..data import load_splits
 from ..errors import DataError, TfxaiError
 from ..files import OutputFolder, write_csv, write_json
 from ..training import FitSettings, fit_arrays
+from ..training.decision import Policy
 from . import _args
 
 REPORT_COLUMNS = ("format", "quantization", "path", "size_bytes", "gzip_bytes", "accuracy", "agreement",
@@ -97,10 +98,13 @@ EXPORT_REPORT = ("export_report.csv", "export_report.json", "export_config.json"
 
 
 def _facts(clf, checkpoint: str) -> dict:
-    """The deployed model's facts: the checkpoint's own, plus where it came from."""
+    """The deployed model's facts: the checkpoint's own (with how its threshold was chosen, which
+    ``--tta`` needs to choose it again), plus where it came from."""
+    policy = Policy.from_facts(clf.config)
     return model_facts(clf.class_names, clf.image_size, clf.channels, clf.resize_mode, clf.threshold,
                        clf.config.get("preprocessing", ""), clf.temperature,
-                       source_model=os.path.abspath(checkpoint))
+                       source_model=os.path.abspath(checkpoint),
+                       **({"threshold_policy": policy.to_dict()} if policy else {}))
 
 
 def _stem(args, q: str) -> str:

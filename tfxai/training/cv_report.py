@@ -14,6 +14,8 @@ chosen on them, every metric per fold with its mean, spread and 95 % interval, a
   training images, so that interval understates the uncertainty about new data (Bengio and
   Grandvalet 2004): read it as how much the estimate moves between folds;
 * pooled: the metrics of all OOF predictions together, with Wilson and patient-bootstrap intervals.
+  Pooling (and one threshold for all) assumes the fold models' probabilities are on one scale; a
+  pooled ROC-AUC well below the per-fold ones says they are not.
 """
 from __future__ import annotations
 
