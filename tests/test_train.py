@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -202,3 +203,56 @@ def test_select_epoch_last_keeps_the_last_epoch_where_val_loss_keeps_the_lowest(
     # A diverged epoch is never kept, even as the last one.
     cb.on_epoch_end(4, {"val_loss": float("nan"), "loss": 1.0})
     assert json.loads(state.read_text())["best_epoch"] == 4
+
+
+def _history_rows(run_dir) -> list[int]:
+    """The epoch column of history.csv as written, every row (read_history keeps the last per epoch)."""
+    import csv
+
+    with open(os.path.join(run_dir, "history.csv"), newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_two_trainings_started_into_one_folder_never_interleave(tmp_path, synthetic_dir):
+    """Issue 22: a run started while another trains into the same --output-dir gets a folder of
+    its own (naming the other process), so neither history.csv nor the model is mixed."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out, go = tmp_path / "runs" / "x", tmp_path / "go"
+    # The first run pauses after its first epoch until the second has finished: a real overlap.
+    first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import os, time
+        from tfxai._keras import keras
+        from tfxai.training import TrainConfig, train
+
+        class Pause(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                deadline = time.monotonic() + 120
+                while epoch == 0 and not os.path.exists({str(go)!r}) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+
+        train(TrainConfig({synthetic_dir!r}, "custom_cnn", {str(out)!r}, epochs=3, image_size=32, batch_size=32,
+                          model_options={TINY!r}, augment_config={{"hflip": False}}, cache_dir=None, verbose=0),
+              callbacks=[Pause()])  # the settings the command below gives
+    """)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "history.csv").exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (out / "history.csv").exists(), first.communicate()[0][-2000:]
+        second = subprocess.run([sys.executable, "-m", "tfxai", "train", "--data-dir", synthetic_dir,
+                                 "--output-dir", str(out), "--model-type", "custom_cnn", "--epochs", "3",
+                                 "--image-size", "32", "--model-options", json.dumps(TINY), "--cache-dir", "none",
+                                 "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        go.touch()
+        log = first.communicate(timeout=300)[0]
+    assert first.returncode == 0, log[-2000:]
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"in use by tfxai train (pid {first.pid}" in second.stderr
+    assert f"writing this run to {out}-2" in second.stderr
+    assert _history_rows(out) == [0, 1, 2]
+    assert _history_rows(f"{out}-2") == [0, 1, 2]
+    for run in (out, f"{out}-2"):
+        assert json.load(open(os.path.join(run, "run_config.json")))["status"] == "finished"
+        assert not os.path.exists(os.path.join(run, ".tfxai-lock"))

@@ -21,6 +21,15 @@ class OutputError(TfxaiError, OSError):
     """An output cannot be written where asked, or would destroy something tfxai did not write."""
 
 
+class FolderBusyError(OutputError):
+    """An output folder is in use by another running tfxai command; ``pid`` is that process."""
+
+    def __init__(self, message: str, folder: str, pid: int | None):
+        super().__init__(message)
+        self.folder = folder
+        self.pid = pid
+
+
 class ConfigError(TfxaiError, ValueError):
     """A setting is out of range. ``field`` names the configuration field (``lr``); the CLI
     rewrites it as its flag (``--lr``)."""

@@ -32,7 +32,13 @@ def run(args) -> int:
     clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
     out_dir = args.output_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
                                               f"eval-{'folder' if args.folder else args.split}")
-    OutputFolder(out_dir, "evaluate", [args.checkpoint, args.data_dir, args.folder]).claim(REPORT_FILES)
+    folder = OutputFolder(out_dir, "evaluate", [args.checkpoint, args.data_dir, args.folder])
+    with folder.lock():  # another command writing here stops this one before any work
+        folder.claim(REPORT_FILES)
+        return _evaluate(args, clf, out_dir)
+
+
+def _evaluate(args, clf, out_dir: str) -> int:
     data = load_eval_images(clf, args.data_dir, args.split, args.folder, args.progress)
     val = None
     if (args.target_sensitivity is not None or args.calibrate) and args.data_dir:

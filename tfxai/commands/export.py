@@ -197,7 +197,13 @@ def run(args: argparse.Namespace) -> int:
         if args.pqat_epochs:
             raise TfxaiError("--pqat-epochs exports the default target only; drop it with --target android")
         venv_python()  # the metadata writer's venv: one clear line before any work when it is missing
-    OutputFolder(args.output_dir, "export", [args.checkpoint, args.data_dir]).claim(_planned(args, quantizations))
+    folder = OutputFolder(args.output_dir, "export", [args.checkpoint, args.data_dir])
+    with folder.lock():  # another command writing here stops this one before any work
+        folder.claim(_planned(args, quantizations))
+        return _export(args, clf, quantizations)
+
+
+def _export(args, clf, quantizations) -> int:
     config = _facts(clf, args.checkpoint)
     model = clf.model
     rows = (_measured_rows(model, clf, config, quantizations, args) if args.data_dir

@@ -50,9 +50,15 @@ def run(args) -> int:
     single = os.path.isfile(args.image)
     paths = list_images(args.image)
     overlay_path, csv_path, overlay_dir = _outputs(args, single)
-    if overlay_dir and args.gradcam and clf.model is not None:
-        tops = {name.split(os.sep)[0] for name in overlay_names(paths, args.image).values()}
-        OutputFolder(overlay_dir, "predict", [args.checkpoint]).claim(sorted(tops))
+    if not (overlay_dir and args.gradcam and clf.model is not None):
+        return _predict(args, clf, paths, single, overlay_path, csv_path, overlay_dir)
+    folder = OutputFolder(overlay_dir, "predict", [args.checkpoint])
+    with folder.lock():  # another command writing here stops this one before any work
+        folder.claim(sorted({name.split(os.sep)[0] for name in overlay_names(paths, args.image).values()}))
+        return _predict(args, clf, paths, single, overlay_path, csv_path, overlay_dir)
+
+
+def _predict(args, clf, paths: list[str], single: bool, overlay_path, csv_path, overlay_dir) -> int:
     preds, skipped = predict_files(clf, paths, overlay_dir=overlay_dir if args.gradcam else None,
                                    overlay_path=overlay_path, gradcam=args.gradcam, batch_size=args.batch_size,
                                    root=None if single else args.image, progress=args.progress)

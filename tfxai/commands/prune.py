@@ -174,7 +174,12 @@ def run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, image_size=int(shape[1]), channels=args.channels or int(shape[3]))
     data_dir = prepare_cifar10(args.cifar10_archive) if args.dataset == "cifar10" else args.data_dir
     folder = OutputFolder(args.output_dir, "prune", [data_dir, args.checkpoint])
-    folder.claim(PRUNE_ENTRIES)
+    with folder.lock():  # another command writing here stops this one before any work
+        folder.claim(PRUNE_ENTRIES)
+        return _compare(args, cfg, data_dir)
+
+
+def _compare(args, cfg: ExperimentConfig, data_dir: str) -> int:
     data = load_splits(data_dir, cfg.image_size, cfg.channels, cfg.resize_mode, seed=cfg.seed,
                        progress=args.progress)
     print(data.summary())

@@ -283,8 +283,14 @@ def train(config: TrainConfig, splits: data_lib.DataSplits | None = None,
     """
     config.check()
     t_start = time.perf_counter()
-    out, resuming = prepare_output_dir(config)
+    out, resuming, lock = prepare_output_dir(config)
     config.output_dir = out
+    with lock:  # another run never writes into this folder meanwhile (see prepare_output_dir)
+        return _train_in(config, out, resuming, splits, callbacks, t_start)
+
+
+def _train_in(config: TrainConfig, out: str, resuming: bool, splits, callbacks, t_start: float) -> TrainResult:
+    """The run itself, in the folder ``out`` that :func:`train` holds."""
     if splits is None:
         # Layout checks (and the patient-grouped split) happen here, before any model is built.
         splits = data_lib.load_splits(config.data_dir, config.image_size, config.channels,

@@ -6,8 +6,8 @@ import os
 import time
 from dataclasses import MISSING, asdict, fields
 
-from ..errors import OutputError, TfxaiError
-from ..files import BEST_MODEL_NAME, RUN_CONFIG_NAME, OutputFolder, read_json
+from ..errors import FolderBusyError, OutputError, TfxaiError
+from ..files import BEST_MODEL_NAME, RUN_CONFIG_NAME, FolderLock, OutputFolder, read_json
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -41,45 +41,82 @@ def resume_conflicts(saved: dict, now: dict) -> dict[str, tuple]:
     return {k: (then[k], now.get(k)) for k in sorted(keys) if then[k] != now.get(k)}
 
 
-def _next_free(out: str) -> str:
+def _new_sibling(out: str, inputs: list[str]) -> tuple[str, FolderLock]:
+    """The first ``name-N`` (N = 2, 3 ...) that does not exist, created and held. ``mkdir`` is
+    the claim: two runs looking at once never get the same one."""
     base, n = out.rstrip("/\\"), 2
-    while os.path.exists(f"{base}-{n}"):
+    while True:
+        candidate = f"{base}-{n}"
         n += 1
-    return f"{base}-{n}"
+        if os.path.exists(candidate):
+            continue
+        try:
+            os.makedirs(candidate)
+        except FileExistsError:
+            continue
+        try:
+            return candidate, OutputFolder(candidate, "train", inputs).lock()
+        except FolderBusyError:
+            continue
 
 
-def prepare_output_dir(config: TrainConfig) -> tuple[str, bool]:
-    """Decide where the run goes, before any data is decoded: (folder, resuming).
+def _resume_or_move(config: TrainConfig, out: str, inputs: list[str]) -> tuple[str, bool, FolderLock]:
+    """With ``out`` held: (folder, resuming, its lock) from what ``out`` holds."""
+    lock = OutputFolder(out, "train", inputs).lock()
+    try:
+        if config.overwrite:
+            OutputFolder(out, "train", inputs).clear()
+        cfg_path = os.path.join(out, RUN_CONFIG_NAME)
+        saved = read_json(cfg_path, "run configuration") if os.path.exists(cfg_path) else None
+        if saved is not None and saved.get("status") == "running":
+            changed = resume_conflicts(saved.get("arguments", {}), asdict(config))
+            if changed:
+                raise TfxaiError(
+                    f"{out!r} holds an unfinished run with different settings "
+                    f"({', '.join(f'{k}: {a!r} then, {b!r} now' for k, (a, b) in changed.items())}); "
+                    f"resume with the same settings, or pass --overwrite or another --output-dir")
+            return out, True, lock
+        if saved is None and not os.path.exists(os.path.join(out, BEST_MODEL_NAME)):
+            return out, False, lock
+    except BaseException:
+        lock.release()
+        raise
+    lock.release()
+    new, lock = _new_sibling(out, inputs)
+    log.warning("%s already holds a run; writing this one to %s (use --overwrite to replace it)", out, new)
+    return new, False, lock
 
+
+def prepare_output_dir(config: TrainConfig) -> tuple[str, bool, FolderLock]:
+    """Decide where the run goes, before any data is decoded, and hold it: (folder, resuming,
+    lock). The caller releases the lock when the run ends (``with lock: ...``); a killed process
+    loses it at once.
+
+    - A folder another training is writing into right now (its lock is held) is left alone: this
+      run goes to a new sibling folder (``name-2``, ``name-3`` ...), with a warning naming the
+      other process.
     - An unfinished run (status "running") in the folder is resumed, or restarted in place when
       no epoch was completed, if every argument that changes the model or the data matches.
-    - A finished run is never overwritten: a new sibling folder (``name-2``, ``name-3`` ...) is
-      used, unless ``overwrite``, which removes only what tfxai wrote there
-      (:meth:`tfxai.files.OutputFolder.clear`).
+    - A finished run is never overwritten: a new sibling folder is used, unless ``overwrite``,
+      which removes only what tfxai wrote there (:meth:`tfxai.files.OutputFolder.clear`).
     - A folder holding files tfxai did not write is refused, and so is one that is, contains or
       lies inside the data.
     """
     out = config.output_dir or default_output_dir(config.model_type)
     inputs = [config.data_dir] + ([config.cache_dir] if config.cache_dir not in (None, "default") else [])
     folder = OutputFolder(out, "train", inputs, create=False)
-    if config.overwrite:
-        folder.clear()
-    if os.path.isdir(out) and os.listdir(out) and not folder.is_tfxai:
+    if folder.entries() and not folder.is_tfxai:
         raise OutputError(f"output_dir {out!r} holds files tfxai did not write; choose a new or empty "
                           f"folder (a run never mixes with other files)")
-    cfg_path = os.path.join(out, RUN_CONFIG_NAME)
-    saved = read_json(cfg_path, "run configuration") if os.path.exists(cfg_path) else None
-    resuming = saved is not None and saved.get("status") == "running"
-    if resuming:
-        changed = resume_conflicts(saved.get("arguments", {}), asdict(config))
-        if changed:
-            raise TfxaiError(
-                f"{out!r} holds an unfinished run with different settings "
-                f"({', '.join(f'{k}: {a!r} then, {b!r} now' for k, (a, b) in changed.items())}); "
-                f"resume with the same settings, or pass --overwrite or another --output-dir")
-    elif saved is not None or os.path.exists(os.path.join(out, BEST_MODEL_NAME)):
-        new = _next_free(out)
-        log.warning("%s already holds a run; writing this one to %s (use --overwrite to replace it)", out, new)
-        out = new
-    OutputFolder(out, "train", inputs).claim(RUN_ENTRIES)
-    return out, resuming
+    try:
+        out, resuming, lock = _resume_or_move(config, out, inputs)
+    except FolderBusyError as busy:
+        new, lock = _new_sibling(out, inputs)
+        log.warning("%s; writing this run to %s instead", str(busy).split("; wait")[0], new)
+        out, resuming = new, False
+    try:
+        OutputFolder(out, "train", inputs).claim(RUN_ENTRIES)
+    except BaseException:
+        lock.release()
+        raise
+    return out, resuming, lock
