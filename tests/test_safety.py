@@ -240,6 +240,43 @@ def test_the_pixel_limit_is_configurable(tmp_path, monkeypatch):
         decode_image(path)
 
 
+def _jpeg_header(width: int, height: int) -> bytes:
+    """A real 16 x 16 JPEG whose frame header (SOF0) is rewritten to declare ``width`` x ``height``:
+    a valid-looking large X-ray in a few hundred bytes, never decoded here."""
+    ok, buf = cv2.imencode(".jpeg", np.full((16, 16), 128, np.uint8))
+    data = bytearray(buf.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def test_a_valid_image_over_the_limit_names_its_size_the_limit_and_how_to_raise_it(tmp_path, trained_run, capsys):
+    """Issue 22: a 15000 x 15000 JPEG (225 Mpx, over Pillow's own 179 Mpx bomb limit) is refused by
+    tfxai's limit, whose message says how to raise it; Pillow's limit is left as it was."""
+    from PIL import Image
+
+    from tfxai.data import decode_bytes
+    from tfxai.data.decode import _raster_size
+
+    big = _jpeg_header(15000, 15000)
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ValueError) as err:
+        decode_bytes(big, "big.jpeg")
+    message = str(err.value)
+    assert "15000x15000 pixels" in message and "50,000,000 pixels" in message
+    assert "TFXAI_MAX_PIXELS=225000000" in message and "bomb" not in message
+    # Pillow's own limit does not stop the header read (tfxai's limit decides), and is restored.
+    assert _raster_size(big, "big.jpeg") == (15000, 15000)
+    assert Image.MAX_IMAGE_PIXELS == pil_limit
+    # The same line reaches the user of `tfxai predict` on a folder.
+    inbox = tmp_path / "inbox"
+    _xrays(inbox, 1)
+    (inbox / "big.jpeg").write_bytes(big)
+    assert main(["predict", "--image", str(inbox), "--checkpoint", trained_run.model_path, "--output",
+                 str(tmp_path / "p.csv"), "--no-gradcam", "--no-progress"]) == 0
+    assert "15000x15000 pixels, over the limit of 50,000,000 pixels" in capsys.readouterr().out
+
+
 def test_fifo_and_device_links_are_skipped_not_read(tmp_path, trained_run):
     inbox = tmp_path / "inbox"
     _xrays(inbox, 2)
