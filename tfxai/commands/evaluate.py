@@ -53,7 +53,8 @@ def _evaluate(args, clf, out_dir: str) -> int:
     res = evaluate(clf, data.images, data.labels, out_dir, data.paths, options)
     m = res["metrics"]
     print(f"threshold {m.get('threshold', 0.5):.3f} ({res['threshold_source']}); 95 % confidence intervals in "
-          f"brackets (Wilson; bootstrap over patients for AUC and F1):")
+          f"brackets (Wilson; bootstrap over {res['patients']} patients for AUC and F1, an image whose file "
+          f"name names no patient counting as one):")
     print(format_with_ci(m, res["ci95"], prefix="  "))
     print("confusion matrix (rows true, columns predicted; " + ", ".join(clf.class_names) + "): "
           + str(m["confusion_matrix"]))
