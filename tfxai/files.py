@@ -54,13 +54,18 @@ def _tmp_prefix() -> str:
     return f"{_TMP_PREFIX}{os.getpid()}-"
 
 
-def is_disk_full(err: BaseException) -> bool:
-    """True for a full disk or an exhausted quota: ``OSError`` ENOSPC/EDQUOT, or TensorFlow's
-    ``ResourceExhaustedError`` from a checkpoint save ("No space left on device")."""
-    if isinstance(err, OSError) and err.errno in _DISK_FULL:
-        return True
-    text = str(err)
-    return type(err).__name__ == "ResourceExhaustedError" and ("No space left" in text or "quota" in text.lower())
+def is_disk_full(err: BaseException | None) -> bool:
+    """True for a full disk or an exhausted quota, or an error caused by one: ``OSError``
+    ENOSPC/EDQUOT, or TensorFlow's ``ResourceExhaustedError`` from a checkpoint save ("No space
+    left on device")."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in _DISK_FULL:
+            return True
+        text = str(err)
+        if type(err).__name__ == "ResourceExhaustedError" and ("No space left" in text or "quota" in text.lower()):
+            return True
+        err = err.__cause__
+    return False
 
 
 def free_bytes(path: str) -> int:

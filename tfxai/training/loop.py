@@ -1,7 +1,6 @@
 """The training loop: ``train(TrainConfig) -> TrainResult``, in small steps."""
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import math
@@ -17,10 +16,11 @@ from .. import data as data_lib, metrics as metrics_lib, plots
 from .._keras import keras, tf
 from ..classifier import keras_classifier, model_facts
 from ..errors import OutputError, TfxaiError
-from ..files import BEST_MODEL_NAME, RUN_CONFIG_NAME, library_versions, load_model, update_model_facts, write_json
+from ..files import (BEST_MODEL_NAME, RUN_CONFIG_NAME, format_bytes, free_bytes, is_disk_full, library_versions,
+                     load_model, update_model_facts, write_json)
 from ..models import build_model, get_spec, set_backbone_trainable
 from ..ood import OODGuard, feature_model, features as ood_features, store_guard
-from .callbacks import BestCheckpoint, CurvePlotter, EpochTimer, read_history
+from .callbacks import BestCheckpoint, CurvePlotter, EpochTimer, drop_unfinished_checkpoints, read_history, repair_history
 from .config import TrainConfig
 from .run_folder import BACKUP_DIR, STATE_NAME, prepare_output_dir
 from .schedules import CosineLearningRate, WeightEMA
@@ -197,13 +197,32 @@ def _fit(model, config: TrainConfig, out: str, datasets, facts: dict, n_images: 
             model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=first, class_weight=weights,
                       callbacks=_callbacks(config, out, (phase, first, end), facts, n_images, batch, extra),
                       verbose=verbose)
-        except OSError as err:
-            if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OutputError(f"the disk is full while training in {out!r}; free some space and run "
-                                  f"the same command again: it resumes after the last completed epoch") from err
+        except Exception as err:
+            if is_disk_full(err):
+                raise _disk_full(out, model) from err
             raise
         if len(phases) > 1:
             model.save_weights(phase_done)
+
+
+def _space_needed(model) -> int:
+    """Bytes a run folder needs on disk, about: the backup checkpoint and best_model.keras each
+    hold the weights and the optimizer's state, and each is written beside its previous copy
+    before that is removed; 1 MB for history, curves and TensorBoard logs."""
+    variables = list(model.variables) + list(getattr(model.optimizer, "variables", lambda: [])())
+    state = sum(int(np.prod(v.shape)) * v.dtype.size for v in variables)
+    return 4 * state + 2 ** 20
+
+
+def _disk_full(out: str, model) -> OutputError:
+    """The one-line error for a full disk during training, after removing what the failed save
+    left half-written (the run stays resumable)."""
+    drop_unfinished_checkpoints(os.path.join(out, BACKUP_DIR))
+    repair_history(os.path.join(out, "history.csv"))
+    return OutputError(
+        f"the disk is full under {out!r} ({format_bytes(free_bytes(out))} free; this run needs about "
+        f"{format_bytes(_space_needed(model))} for its checkpoints and logs); free some space and run the same "
+        f"command again: it resumes after the last completed epoch")
 
 
 def _check_finite(history: dict, out: str) -> None:
@@ -314,6 +333,8 @@ def _train_in(config: TrainConfig, out: str, resuming: bool, splits, callbacks, 
              config.model_type, f"{model.count_params():,}", config.epochs, len(train_set), global_batch,
              strategy.num_replicas_in_sync, out)
     csv_path = os.path.join(out, "history.csv")
+    if resuming:
+        repair_history(csv_path)
     resumed_from = len(read_history(csv_path).get("epoch", [])) if resuming else 0
     if resuming:
         log.info("resuming the unfinished run in %s after epoch %d", out, resumed_from)
