@@ -91,43 +91,62 @@ def _disk_full_error(path: str, err: OSError) -> OutputError:
                        f"some space and run the same command again")
 
 
-def write_atomic(path: str, writer: Callable[[str], object]) -> str:
-    """Call ``writer(tmp_path)`` then rename onto ``path``: a crash never leaves half a file.
-
-    A full disk raises :class:`OutputError` naming ``path`` (the old file, if any, is intact).
-    """
+def _temp_beside(path: str, make: Callable[[str], str]) -> str:
+    """``make(folder)``: a new temporary entry in ``path``'s folder (created if needed); a full
+    disk or an unwritable folder is an :class:`OutputError` naming it."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=os.path.splitext(path)[1], dir=folder)
+        return make(folder)
     except OSError as err:
         if err.errno in _DISK_FULL:
             raise _disk_full_error(path, err) from err
         raise OutputError(f"cannot write in {folder!r}: {err.strerror or err}") from err
-    os.close(fd)
+
+
+@contextlib.contextmanager
+def _disk_full_named(path: str):
+    """A full disk inside the block is an :class:`OutputError` naming ``path``."""
     try:
-        writer(tmp)
-        os.replace(tmp, path)
+        yield
     except OSError as err:
         if err.errno in _DISK_FULL:
             raise _disk_full_error(path, err) from err
         raise
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
-def _temp_dir(parent: str) -> str:
-    """A new empty folder with a temporary name in ``parent``; unlike ``mkdtemp`` (0700) it gets
+def _temp_file(folder: str, suffix: str) -> str:
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=suffix, dir=folder)
+    os.close(fd)
+    return tmp
+
+
+def _temp_dir(folder: str) -> str:
+    """A new empty folder with a temporary name in ``folder``; unlike ``mkdtemp`` (0700) it gets
     the usual permissions, which the final folder keeps after the rename."""
     while True:
-        tmp = os.path.join(parent, f"{_tmp_prefix()}{secrets.token_hex(4)}")
+        tmp = os.path.join(folder, f"{_tmp_prefix()}{secrets.token_hex(4)}")
         try:
             os.mkdir(tmp)
             return tmp
         except FileExistsError:
             continue
+
+
+def write_atomic(path: str, writer: Callable[[str], object]) -> str:
+    """Call ``writer(tmp_path)`` then rename onto ``path``: a crash never leaves half a file.
+
+    A full disk raises :class:`OutputError` naming ``path`` (the old file, if any, is intact).
+    """
+    tmp = _temp_beside(path, lambda folder: _temp_file(folder, os.path.splitext(path)[1]))
+    try:
+        with _disk_full_named(path):
+            writer(tmp)
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
 
 
 def write_atomic_dir(path: str, writer: Callable[[str], object]) -> str:
@@ -140,25 +159,14 @@ def write_atomic_dir(path: str, writer: Callable[[str], object]) -> str:
     one. A full disk raises :class:`OutputError` naming ``path``. Returns ``path``.
     """
     path = os.path.abspath(path)
-    parent = os.path.dirname(path)
+    tmp, old = _temp_beside(path, _temp_dir), None
     try:
-        os.makedirs(parent, exist_ok=True)
-        tmp = _temp_dir(parent)
-    except OSError as err:
-        if err.errno in _DISK_FULL:
-            raise _disk_full_error(path, err) from err
-        raise OutputError(f"cannot write in {parent!r}: {err.strerror or err}") from err
-    old = None
-    try:
-        writer(tmp)
-        if os.path.lexists(path):
-            old = _temp_dir(parent)
-            os.replace(path, old)  # onto the empty folder just made: a name no one else uses
-        os.replace(tmp, path)
-    except OSError as err:
-        if err.errno in _DISK_FULL:
-            raise _disk_full_error(path, err) from err
-        raise
+        with _disk_full_named(path):
+            writer(tmp)
+            if os.path.lexists(path):
+                old = _temp_dir(os.path.dirname(path))
+                os.replace(path, old)  # onto the empty folder just made: a name no one else uses
+            os.replace(tmp, path)
     finally:
         for leftover in (tmp, old):
             if leftover and os.path.isdir(leftover):
