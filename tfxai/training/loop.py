@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -200,6 +201,8 @@ def _fit(model, config: TrainConfig, out: str, datasets, facts: dict, n_images: 
         except Exception as err:
             if is_disk_full(err):
                 raise _disk_full(out, model) from err
+            if _worker_lost(err, strategy):
+                raise TfxaiError(_worker_lost_message(err, out)) from err
             raise
         if len(phases) > 1:
             model.save_weights(phase_done)
@@ -223,6 +226,41 @@ def _disk_full(out: str, model) -> OutputError:
         f"the disk is full under {out!r} ({format_bytes(free_bytes(out))} free; this run needs about "
         f"{format_bytes(_space_needed(model))} for its checkpoints and logs); free some space and run the same "
         f"command again: it resumes after the last completed epoch")
+
+
+# What a collective op raises on the workers left when one of them dies (TensorFlow's own
+# health check aborts them with UnavailableError; a restarted peer gives FailedPrecondition).
+_CLUSTER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.FailedPreconditionError,
+                   tf.errors.AbortedError, tf.errors.CancelledError)
+
+
+def _worker_lost(err: BaseException, strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and isinstance(err, _CLUSTER_ERRORS)
+
+
+def _lost_worker(text: str) -> str | None:
+    """The worker TensorFlow's error message names as gone: its TF_CONFIG address when known."""
+    task = re.search(r"(?:unhealthy[^\n]*\n|alive failed, )/job:(\w+)/replica:\d+/task:(\d+)", text)
+    if task:
+        job, index = task.group(1), int(task.group(2))
+        try:
+            return json.loads(os.environ.get("TF_CONFIG", "{}"))["cluster"][job][index]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return f"{job} {index}"
+    address = re.search(r"ipv[46]:(\S+?):\s", text)
+    return address.group(1) if address else None
+
+
+def _worker_lost_message(err: BaseException, out: str) -> str:
+    """One line for a multi-worker run whose peer died: which worker (from TensorFlow's message,
+    when it says) and how to go on."""
+    text = getattr(err, "message", str(err))
+    who = _lost_worker(text)
+    cause = re.search(r"(stopped sending heartbeats|Connection refused|is down|Deadline Exceeded|Socket closed)",
+                      text, re.I)
+    return (f"multi-worker training stopped: {f'worker {who}' if who else 'another worker'} of the cluster "
+            f"(TF_CONFIG) stopped answering ({cause.group(1) if cause else type(err).__name__}); start every "
+            f"worker again with the same command: this one resumes in {out!r} after its last completed epoch")
 
 
 def _check_finite(history: dict, out: str) -> None:
