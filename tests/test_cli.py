@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -128,6 +129,21 @@ def test_console_entry_point_and_scripts_wrap_the_cli():
     assert out.returncode == 0
     for cmd in ("train", "evaluate", "predict", "explain", "prune", "export", "demo", "serve"):
         assert cmd in out.stdout
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_tensorflow_start_up_log_is_shown_only_with_debug(tmp_path, debug):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFXAI_DEBUG")}
+    # evaluate loads TensorFlow and a model before it finds the file missing.
+    argv = [sys.executable, "-m", "tfxai", "evaluate", "--checkpoint", str(tmp_path / "none.keras"),
+            "--folder", str(tmp_path)] + (["--debug"] if debug else [])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode != 0
+    native = [line for line in out.stderr.splitlines() if re.match(r"^[IWE]\d{4} |^WARNING: All log messages", line)]
+    assert bool(native) == debug, out.stderr[-2000:]
+    if not debug:
+        assert out.stderr.strip().splitlines() == [line for line in out.stderr.strip().splitlines()
+                                                   if line.startswith("tfxai evaluate: error:")]
 
 
 def test_evaluate_with_test_time_augmentation_averages_views(tmp_path, trained_run, synthetic_dir):

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from . import __version__
 from .commands._args import Parser, add_debug, config_error_message
 from .data.decode import max_file_bytes, max_pixels
-from .errors import ConfigError, TfxaiError
+from .errors import DEBUG_ENV, ConfigError, TfxaiError
 
 COMMANDS = {
     "train": "train a pneumonia-vs-normal classifier on a folder of X-rays or a MedMNIST .npz",
@@ -81,6 +82,8 @@ def _setup_logging(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:  # before anything loads TensorFlow: its C++ log is shown (tfxai._keras)
+        os.environ[DEBUG_ENV] = "1"
     command = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser(only=command)
     try:
