@@ -52,7 +52,9 @@ def compiled_call(model):
     costs 10-20x the model itself on a small batch. Returns ``fn(images, training=False)`` -> a
     tensor, callable like the model (``training`` must stay False)."""
     spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-    graph = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    # autograph=False: nothing to convert in a plain call, and AutoGraph cannot read a lambda's
+    # source (it warned on every command that predicted).
+    graph = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False)
 
     def call(images, training: bool = False):
         if training:
