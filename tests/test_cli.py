@@ -76,7 +76,8 @@ def test_predict_cli_single_image_prints_class_and_writes_overlay(tmp_path, trai
     out = tmp_path / "overlay.png"
     assert main(["predict", "--image", path, "--checkpoint", trained_run.model_path, "--output", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert ("PNEUMONIA (confidence" in printed) or ("NORMAL (confidence" in printed)
+    assert re.search(r"(PNEUMONIA \(P\(PNEUMONIA\) \d\.\d{3} >=|NORMAL \(P\(PNEUMONIA\) \d\.\d{3} <) threshold "
+                     r"0\.\d{3}; NORMAL", printed), printed
     overlay = cv2.imread(str(out))
     assert overlay is not None and overlay.shape[1] % (2 * 32) == 0  # original and overlay side by side, enlarged
 

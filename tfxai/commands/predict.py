@@ -60,7 +60,10 @@ def run(args) -> int:
         raise TfxaiError(f"no readable image in {args.image!r} ({len(skipped)} skipped)")
     for p in preds:
         probs = ", ".join(f"{c} {v:.3f}" for c, v in zip(clf.class_names, p.proba))
-        print(f"{display_path(p.path)}: {p.label} (confidence {p.confidence:.1%}; {probs})"
+        # Binary: the decision is P(class 1) against the model's threshold, which is rarely 0.5; say so.
+        why = (f"P({clf.class_names[1]}) {p.proba[1]:.3f} {'>=' if p.proba[1] >= clf.threshold else '<'} "
+               f"threshold {clf.threshold:.3f}" if clf.num_classes == 2 else f"confidence {p.confidence:.1%}")
+        print(f"{display_path(p.path)}: {p.label} ({why}; {probs})"
               + (f" -> {display_path(p.overlay_path)}" if p.overlay_path else "")
               + (f"  [out of distribution: {p.ood_reason}]" if p.ood_flag else ""))
     flagged = sum(p.ood_flag for p in preds)
