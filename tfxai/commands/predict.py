@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gradcam", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--batch-size", type=_args.int_range(1, 1024), default=32, help="images per model call")
     _args.add_threshold(p)
+    _args.add_inference_resize_mode(p)
     _args.add_progress(p)
 
 
@@ -47,6 +48,7 @@ def _outputs(args, single: bool) -> tuple[str | None, str | None, str | None]:
 
 def run(args) -> int:
     clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
+    clf.resize_mode = args.resize_mode or clf.resize_mode
     single = os.path.isfile(args.image)
     paths = list_images(args.image)
     overlay_path, csv_path, overlay_dir = _outputs(args, single)
