@@ -2,8 +2,8 @@
 // Every text that comes from a file or a model file is inserted with textContent, never as HTML.
 "use strict";
 
-import { Engine } from "./engine.js";
-import { displaySize, heatmapToOriginal, overlayRGBA, resizeArea } from "./imaging.js";
+import { decodeFile, Engine } from "./engine.js";
+import { displaySize, heatmapToOriginal, overlayRGBA, resizeArea, resizeImage } from "./imaging.js";
 
 const MAX_DISPLAY_SIDE = 2048;  // as tfxai serve's overlays
 const $ = (id) => document.getElementById(id);
@@ -260,6 +260,13 @@ function wire() {
     $("errors").replaceChildren(); $("detail").hidden = true; $("progress-box").hidden = true; renderWorklist();
   });
 }
+
+// tfxai's preprocessing in this browser, for the tests: File -> the model input as a plain array.
+hooks.prepare = async (file, size, mode) => {
+  const image = await decodeFile(file);
+  const { pixels, info } = resizeImage(image.grey, image.width, image.height, size, mode);
+  return { pixels: Array.from(pixels), info, width: image.width, height: image.height };
+};
 
 // Plain arrays of one result, for the tests and the benchmark (typed arrays do not cross WebDriver).
 hooks.dump = (name) => {

@@ -52,8 +52,7 @@ function parse(bytes, name) {
     const start = pos + header;
     const key = TAGS[tag];
     if (key === "PixelData") {
-      if (length === 0xffffffff) throw fail("encapsulated (compressed) pixel data");
-      out.PixelData = { offset: start, length };
+      out.PixelData = length === 0xffffffff ? { encapsulated: true } : { offset: start, length };
       return out;
     }
     if (length === 0xffffffff) {  // a sequence of undefined length: skip to its delimiter
@@ -107,6 +106,7 @@ export function decodeDicom(bytes, name) {
     throw new Error(`${name}: DICOM transfer syntax ${syntax} (compressed or big-endian) cannot be read in the ` +
       `browser; only uncompressed little-endian files can: convert it, or use tfxai serve / tfxai predict`);
   }
+  if (ds.PixelData.encapsulated) throw new Error(`${name}: not a readable DICOM file (encapsulated pixel data in an uncompressed transfer syntax)`);
   if (ds.ModalityLUTSequence || ds.VOILUTSequence) {
     throw new Error(`${name}: DICOM LUT sequences are not applied in the browser; use tfxai serve / tfxai predict`);
   }
