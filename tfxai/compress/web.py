@@ -3,7 +3,8 @@ phone's browser, offline after the first visit.
 
 The folder::
 
-    index.html  app.js  ...        the page (tfxai/webapp/), its script, style, manifest, icons
+    index.html  app.js  ...        the page (tfxai/webapp/), its script, style (base.css: tfxai serve's),
+                                   manifest, icons
     model.tflite                   float32; signature "serving_default", input "image" (1, S, S, C)
                                    raw pixels in [0, 255]; outputs "scores", "gradcam", "features"
     model.json                     the facts the page decides with, and every file's sha256
@@ -40,7 +41,7 @@ import numpy as np
 from .. import __version__
 from .._keras import keras, tf
 from ..errors import ModelFileError, OutputError, TfxaiError
-from ..files import MARKER_NAME, dumps_json, read_model_entry, timestamp
+from ..files import MARKER_NAME, dumps_json, read_json, read_model_json, timestamp
 from .measure import gzip_size
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ RUNTIME_PACKAGE, RUNTIME_VERSION = "@litertjs/core", "2.5.3"  # pinned in web/pa
 # JSPI build serves WebNN/WebGPU partitioning: neither is copied.
 RUNTIME_VARIANTS = {"simd": "litert_wasm_internal", "compat": "litert_wasm_compat_internal"}
 PAGE_DIR = Path(__file__).resolve().parents[1] / "webapp"
+BASE_CSS = Path(__file__).resolve().parents[1] / "serve" / "static" / "style.css"  # tfxai serve's look, as base.css
 REPO_WEB_DIR = Path(__file__).resolve().parents[2] / "web"  # package.json + lock, node_modules after make install
 MODEL_FILE, FACTS_FILE, OOD_FILE, CARD_FILE = "model.tflite", "model.json", "ood.json", "model_card.json"
 WEB_COMMAND = "export --target web"
@@ -314,19 +316,10 @@ def minimal_card(facts: dict, checkpoint: str) -> dict:
 def read_card(checkpoint: str) -> dict | None:
     """The model card stored inside the ``.keras`` file (``model_card.json``), or beside it; None
     when there is neither. :class:`ModelFileError` for a card that is not a JSON object."""
-    data = read_model_entry(checkpoint, CARD_FILE)
-    where = f"{checkpoint} ({CARD_FILE} inside)"
-    if data is None:
-        beside = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), CARD_FILE)
-        if not os.path.isfile(beside):
-            return None
-        data, where = Path(beside).read_bytes(), beside
-    try:
-        card = json.loads(data)
-    except ValueError as err:
-        raise ModelFileError(f"{where}: the model card is not valid JSON: {err}") from err
-    if not isinstance(card, dict):
-        raise ModelFileError(f"{where}: the model card is not a JSON object")
+    card = read_model_json(checkpoint, CARD_FILE, "model card's fields")
+    beside = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), CARD_FILE)
+    if card is None and os.path.isfile(beside):
+        card = read_json(beside, "model card")
     return card
 
 
@@ -426,6 +419,8 @@ def write_app(folder: str, tflite: bytes, facts: dict, guard: dict | None, card:
         if name != "sw.js":
             shutil.copyfile(PAGE_DIR / name, os.path.join(folder, name))
             files.append(name)
+    shutil.copyfile(BASE_CSS, os.path.join(folder, "base.css"))
+    files.append("base.css")
     generated = {MODEL_FILE: tflite, CARD_FILE: dumps_json(card), "manifest.webmanifest": dumps_json(_manifest(facts)),
                  "icon-192.png": _icon_png(192), "icon-512.png": _icon_png(512)}
     if guard is not None:

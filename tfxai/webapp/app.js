@@ -13,18 +13,12 @@ window.tfxai = hooks;  // read by the browser tests and the benchmark
 
 document.addEventListener("securitypolicyviolation", (e) => hooks.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
 
-function el(tag, props, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props || {})) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key.startsWith("data-")) node.setAttribute(key, value);
-    else node[key] = value;
-  }
-  for (const child of children) {
-    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
+// A new element: properties assigned as they are (className, textContent, dataset entries), then children.
+function el(tag, props = {}, ...children) {
+  const { dataset = {}, ...rest } = props;
+  const node = Object.assign(document.createElement(tag), rest);
+  Object.assign(node.dataset, dataset);
+  node.append(...children.filter((c) => c !== null && c !== undefined));
   return node;
 }
 
@@ -32,7 +26,7 @@ const pct = (p) => (typeof p === "number" ? (100 * p).toFixed(1) + " %" : "–")
 
 function fact(list, name, value) {
   if (value === null || value === undefined || value === "") return;
-  list.append(el("dt", { text: name }), el("dd", { text: String(value) }));
+  list.append(el("dt", { textContent: name }), el("dd", { textContent: String(value) }));
 }
 
 // ------------------------------------------------------------------ model facts and card
@@ -60,7 +54,8 @@ function showFacts(engine) {
   fact(list, "Runtime", `LiteRT.js ${f.runtime.version} (${engine.variant === "simd" ? "WebAssembly relaxed SIMD" : "WebAssembly"})`);
   fact(list, "Loaded in", `${((engine.timings.runtimeMs + engine.timings.modelMs) / 1000).toFixed(2)} s`);
   $("facts-status").textContent = `${f.source_model}, exported ${f.exported.slice(0, 10)} by tfxai ${f.tfxai_version}`;
-  $("intended-use-text").textContent = f.intended_use.replace(/^Decision support only, not a diagnosis:\s*/i, "");
+  const use = f.intended_use.replace(/^Decision support only, not a diagnosis:\s*/i, "");
+  $("intended-use-text").textContent = use.charAt(0).toUpperCase() + use.slice(1);
   $("version").textContent = `tfxai ${f.tfxai_version}`;
   if (f.positive_class) $("positive-name").textContent = f.positive_class;
   showCard(engine.card);
@@ -69,9 +64,9 @@ function showFacts(engine) {
 // The model card, whatever its fields: headings from its keys, nested lists for its values.
 function cardNode(value) {
   if (value === null || value === undefined) return document.createTextNode("–");
-  if (Array.isArray(value)) return el("ul", null, ...value.map((v) => el("li", null, cardNode(v))));
+  if (Array.isArray(value)) return el("ul", {}, ...value.map((v) => el("li", {}, cardNode(v))));
   if (typeof value === "object") {
-    return el("ul", null, ...Object.entries(value).map(([k, v]) => el("li", null, el("strong", { text: k.replace(/_/g, " ") + ": " }), cardNode(v))));
+    return el("ul", {}, ...Object.entries(value).map(([k, v]) => el("li", {}, el("strong", { textContent: k.replace(/_/g, " ") + ": " }), cardNode(v))));
   }
   return document.createTextNode(typeof value === "number" ? String(Number(value.toPrecision(4))) : String(value));
 }
@@ -80,7 +75,7 @@ function showCard(card) {
   const box = $("card");
   box.replaceChildren();
   for (const [key, value] of Object.entries(card || {})) {
-    box.append(el("h3", { text: key.replace(/_/g, " ") }), typeof value === "object" ? cardNode(value) : el("p", { text: String(value) }));
+    box.append(el("h3", { textContent: key.replace(/_/g, " ") }), typeof value === "object" ? cardNode(value) : el("p", { textContent: String(value) }));
   }
 }
 
@@ -127,7 +122,7 @@ async function checkOffline(variant) {
 // ------------------------------------------------------------------ files
 function showError(message) {
   state.errors.push(message);
-  $("errors").append(el("li", { text: message }));
+  $("errors").append(el("li", { textContent: message }));
 }
 
 function probabilityOf(result) {
@@ -170,10 +165,10 @@ function renderWorklist() {
   const names = [...state.order].sort((a, b) => probabilityOf(state.results.get(b)) - probabilityOf(state.results.get(a)));
   names.forEach((name, i) => {
     const r = state.results.get(name);
-    const row = el("tr", { "data-name": name, class: name === state.selected ? "selected" : "" },
-      el("td", { class: "num", text: String(i + 1) }), el("td", { class: "name", text: name }),
-      el("td", { text: r.label }), el("td", { class: "num", text: pct(probabilityOf(r)) }),
-      el("td", { text: r.ood.flag ? "check: unusual image" : "" }));
+    const row = el("tr", { dataset: { name }, className: name === state.selected ? "selected" : "" },
+      el("td", { className: "num", textContent: String(i + 1) }), el("td", { className: "name", textContent: name }),
+      el("td", { textContent: r.label }), el("td", { className: "num", textContent: pct(probabilityOf(r)) }),
+      el("td", { textContent: r.ood.flag ? "check: unusual image" : "" }));
     row.addEventListener("click", () => select(name));
     body.append(row);
   });

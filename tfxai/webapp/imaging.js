@@ -157,24 +157,27 @@ export function displaySize(h, w, maxSide) {
   return [Math.max(1, roundHalfEven(h * s)), Math.max(1, roundHalfEven(w * s))];
 }
 
-// cv2.resize(float map, INTER_LINEAR): half-pixel centres, edges clamped.
+// One axis of cv2.resize(INTER_LINEAR) on floats: half-pixel centres, edges clamped.
+function linearTaps(src, dst) {
+  const i0 = new Int32Array(dst), i1 = new Int32Array(dst), f = new Float64Array(dst);
+  for (let d = 0; d < dst; d++) {
+    let x = (d + 0.5) * (src / dst) - 0.5, s = Math.floor(x);
+    x -= s;
+    if (s < 0) { s = 0; x = 0; }
+    if (s >= src - 1) { s = src - 1; x = 0; }
+    i0[d] = s; i1[d] = Math.min(s + 1, src - 1); f[d] = x;
+  }
+  return { i0, i1, f };
+}
+
 function resizeLinear(src, w, h, dw, dh) {
-  const out = new Float32Array(dw * dh);
-  const sx = w / dw, sy = h / dh;
+  const out = new Float32Array(dw * dh), xs = linearTaps(w, dw), ys = linearTaps(h, dh);
   for (let y = 0; y < dh; y++) {
-    let fy = (y + 0.5) * sy - 0.5, y0 = Math.floor(fy);
-    fy -= y0;
-    if (y0 < 0) { y0 = 0; fy = 0; }
-    if (y0 >= h - 1) { y0 = h - 1; fy = 0; }
-    const y1 = Math.min(y0 + 1, h - 1);
+    const r0 = ys.i0[y] * w, r1 = ys.i1[y] * w, fy = ys.f[y];
     for (let x = 0; x < dw; x++) {
-      let fx = (x + 0.5) * sx - 0.5, x0 = Math.floor(fx);
-      fx -= x0;
-      if (x0 < 0) { x0 = 0; fx = 0; }
-      if (x0 >= w - 1) { x0 = w - 1; fx = 0; }
-      const x1 = Math.min(x0 + 1, w - 1);
-      const a = src[y0 * w + x0] * (1 - fx) + src[y0 * w + x1] * fx;
-      const b = src[y1 * w + x0] * (1 - fx) + src[y1 * w + x1] * fx;
+      const c0 = xs.i0[x], c1 = xs.i1[x], fx = xs.f[x];
+      const a = src[r0 + c0] * (1 - fx) + src[r0 + c1] * fx;
+      const b = src[r1 + c0] * (1 - fx) + src[r1 + c1] * fx;
       out[y * dw + x] = a * (1 - fy) + b * fy;
     }
   }
@@ -257,18 +260,19 @@ function std(pixels) {
   return Math.sqrt(Math.max(0, s2 / pixels.length - m * m));
 }
 
-// Float area resize of a square (size, size) grey image to t x t (cv2.resize INTER_AREA on float32).
+// One axis of an area resize on floats: ``lines`` runs of ``src`` values (``step`` apart, runs
+// ``stride`` apart) -> runs of t values (transposed, so a second call does the other axis).
+function areaPass(values, lines, src, t) {
+  const table = areaTable(src, t), out = new Float64Array(lines * t);
+  for (let line = 0; line < lines; line++) {
+    for (let k = 0; k < table.di.length; k++) out[table.di[k] * lines + line] += values[line * src + table.si[k]] * table.alpha[k];
+  }
+  return out;
+}
+
+// tfxai.ood.thumbnails: the (size, size) grey input -> t x t (cv2.resize INTER_AREA on float32) / 255.
 function thumbnail(pixels, size, t) {
-  const out = new Float64Array(t * t);
-  const xt = areaTable(size, t);
-  const rows = new Float64Array(size * t);
-  for (let y = 0; y < size; y++) {
-    for (let k = 0; k < xt.di.length; k++) rows[y * t + xt.di[k]] += pixels[y * size + xt.si[k]] * xt.alpha[k];
-  }
-  for (let k = 0; k < xt.di.length; k++) {
-    for (let x = 0; x < t; x++) out[xt.di[k] * t + x] += rows[xt.si[k] * t + x] * xt.alpha[k];
-  }
-  return out.map((v) => v / 255);
+  return areaPass(areaPass(pixels, size, size, t), t, size, t).map((v) => v / 255);
 }
 
 function mahalanobis(part, v) {
