@@ -13,6 +13,9 @@ Chromium against Python's LiteRT on the same machine, in one process.
    slowed four times, a 360 px viewport).
 4. The same model files under ``ai_edge_litert`` in this process (one thread, as the browser's
    WebAssembly build, and its default), and tfxai's own decode + resize of the same images.
+5. Agreement on ``--images``: the page's model input against ``tfxai.data`` (the model's own size
+   and resize mode, and 128 px pad / 224 px pad / 128 px squash / 128 px crop): pixels that
+   differ and the largest difference; the page's labels and probabilities against ``tfxai predict``.
 
 Prints Markdown tables with ratios to the Python baseline (and writes ``--output`` JSON when
 given). Example::
@@ -168,11 +171,55 @@ const [runs, done] = arguments;
 })().catch((e) => done({error: String(e)}));
 """
 
+PREPARE = """
+const [b64, name, size, mode, done] = arguments;
+const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+window.tfxai.prepare(new File([bytes], name), size, mode).then((r) => done(r.pixels), (e) => done({error: e.message}));
+"""
+
+RESULT = """
+const [b64, name, done] = arguments;
+const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+window.tfxai.engine.classify(new File([bytes], name)).then((r) => done({label: r.label, scores: r.scores}),
+  (e) => done({error: e.message}));
+"""
+
 PIPELINE = """
 const [b64, name, done] = arguments;
 const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 window.tfxai.engine.classify(new File([bytes], name)).then((r) => done(r.ms), (e) => done({error: e.message}));
 """
+
+
+def agreement(url: str, files: list[str], clf) -> dict:
+    """The page's preprocessing and labels against tfxai's on ``files`` (see the module docstring)."""
+    import numpy as np
+    from tfxai.data import decode_image, resize_image
+    from tfxai.predict import predict_files
+
+    modes = {(clf.image_size, clf.resize_mode), (128, "pad"), (224, "pad"), (128, "squash"), (128, "crop")}
+    differing, largest, pixels = 0, 0, 0
+    preds = {p.path: p for p in predict_files(clf, files, gradcam=False, progress=False)[0]}
+    same_label, prob_diff = 0, 0.0
+    with tempfile.TemporaryDirectory(prefix="tfxai-bench-profile-") as profile:
+        driver = chromium(profile)
+        try:
+            driver.get(url + "/")
+            driver.execute_async_script(READY)
+            for f in files:
+                data = base64.b64encode(Path(f).read_bytes()).decode()
+                grey = decode_image(f, 1)
+                for size, mode in sorted(modes):
+                    page = driver.execute_async_script(PREPARE, data, os.path.basename(f), size, mode)
+                    diff = np.abs(np.reshape(page, (size, size)).astype(int) - resize_image(grey, size, mode)[0][..., 0])
+                    differing, largest, pixels = differing + int((diff > 0).sum()), max(largest, int(diff.max())), pixels + diff.size
+                result = driver.execute_async_script(RESULT, data, os.path.basename(f))
+                same_label += result["label"] == preds[f].label
+                prob_diff = max(prob_diff, float(np.abs(np.asarray(result["scores"]) - preds[f].proba).max()))
+        finally:
+            driver.quit()
+    return {"images": len(files), "pixels_compared": pixels, "pixels_differing": differing, "largest_difference": largest,
+            "same_label": same_label, "max_probability_difference": prob_diff}
 
 
 def browser_numbers(url: str, files: list[str], runs: int, loads: int, phone: bool = False) -> dict:
@@ -238,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         desktop = browser_numbers(server.url, files, args.runs, args.loads)
         phone = browser_numbers(server.url, files, args.runs, 1, phone=True)
+        agree = agreement(server.url, files, clf)
     finally:
         server.stop()
     python = python_baseline(export.folder, scores_only, files, args.runs, clf.image_size, clf.resize_mode)
@@ -253,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     rows = [("load the runtime, first visit (ms)", "cold_runtime_ms", None),
             ("load the runtime, next visits (ms)", "warm_runtime_ms", None),
-            ("load + compile the model, first visit (ms)", "cold_model_ms", "load model"),
+            ("load + compile the model, first visit (ms; Python: interpreter + allocation)", "cold_model_ms", "load model"),
             ("load + compile the model, next visits (ms)", "warm_model_ms", "load model"),
             ("model, scores only (ms / image)", "model_scores_ms", "scores (1 thread)"),
             ("model, scores + Grad-CAM (ms / image)", "model_gradcam_ms", "gradcam (1 thread)"),
@@ -269,12 +317,16 @@ def main(argv: list[str] | None = None) -> int:
             value, phone_value = desktop[key], phone[key]
         ratio = f"{value / b:.1f}x" if b else ""
         print(f"| {label} | {value:.1f} | {phone_value:.1f} | {'' if b is None else f'{b:.1f}'} | {ratio} |")
-    print("\nPython LiteRT with its default threads: "
+    print(f"\nthe page against tfxai on {agree['images']} image(s): model inputs differ in {agree['pixels_differing']} of "
+          f"{agree['pixels_compared']} pixels (largest difference {agree['largest_difference']} grey levels); "
+          f"labels equal tfxai predict's on {agree['same_label']} of {agree['images']}, largest probability "
+          f"difference {agree['max_probability_difference']:.1e}")
+    print("Python LiteRT with its default threads: "
           + ", ".join(f"{k} {v:.1f} ms" for k, v in python.items() if "default" in k))
     if args.output:
         with open(args.output, "w") as f:
             json.dump({"model": what, "images": files, "sizes": sizes, "desktop": desktop, "phone": phone,
-                       "python": python, "export_s": export_s}, f, indent=2)
+                       "python": python, "export_s": export_s, "agreement": agree}, f, indent=2)
     return 0
 
 

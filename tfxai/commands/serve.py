@@ -1,4 +1,5 @@
-"""``tfxai serve``: a local triage page and JSON API for a trained model (FastAPI + uvicorn)."""
+"""``tfxai serve``: a local triage page and JSON API for a trained model (FastAPI + uvicorn), or
+(``--web DIR``) the static web app that ``tfxai export --target web`` wrote, optionally over HTTPS."""
 from __future__ import annotations
 
 import argparse
