@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
     python = python_baseline(export.folder, scores_only, files, args.runs, clf.image_size, clf.resize_mode)
 
-    mb = 1024 * 1024
+    mb = 1e6
     print(f"model: {what}; {len(files)} image(s): {args.images or 'synthetic 1776 x 1416 JPEG films'}; export {export_s:.1f} s")
     print(f"model.tflite (scores + Grad-CAM + features) {os.path.getsize(os.path.join(export.folder, 'model.tflite')) / mb:.2f} MB, "
           f"scores only {os.path.getsize(scores_only) / mb:.2f} MB\n")

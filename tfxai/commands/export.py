@@ -207,7 +207,7 @@ def _run_web(args: argparse.Namespace) -> int:
     clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
     out = export_web(args.checkpoint, args.output_dir, args.gradcam_layer, clf=clf)
     sizes = download_sizes(out.folder)
-    mb = 1024 * 1024
+    mb = 1e6
     print(f"wrote the web app to {args.output_dir}: {len(out.facts['files']) + 2} files, model "
           f"{out.facts['files']['model.tflite']['bytes'] / mb:.2f} MB with Grad-CAM of layer {out.layer!r} inside; "
           f"a browser downloads {sizes['simd']['raw'] / mb:.1f} MB ({sizes['simd']['gzip'] / mb:.1f} MB gzipped) once")
