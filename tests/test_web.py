@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +20,7 @@ import numpy as np
 import pytest
 
 from serve_helpers import enlarged_png, expected_predictions, jpeg_bytes, truncated_jpeg
-from test_serve_browser import CHROMEDRIVER, CHROMIUM, HEADLESS_FLAGS, browser_paths  # noqa: F401 (a fixture)
+from test_serve_browser import HEADLESS_FLAGS, browser_paths  # noqa: F401 (a fixture)
 
 WAIT = 60
 SIZE = 48  # the model's input; the synthetic X-rays are 72 px and larger, so every resize shrinks
@@ -45,11 +42,12 @@ def web_model(tmp_path_factory):
     return SimpleNamespace(path=result.model_path, data=root)
 
 
-def _run_cli(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    root = str(Path(__file__).resolve().parents[1])
-    full_env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "tfxai", *argv], capture_output=True, text=True, env=full_env,
-                          timeout=600)
+def one_line_error(capsys) -> str:
+    """The CLI's error for a user mistake: one line on stderr, no traceback."""
+    err = capsys.readouterr().err.strip()
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert "Traceback" not in err and len(lines) == 1, err
+    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -154,27 +152,28 @@ def test_tflite_scores_and_gradcam_equal_tfxai_keras(app, files):
             assert app.clf.ood.score(out["features"])[0] == pytest.approx(ood[i].score, rel=1e-4)
 
 
-def test_export_of_a_model_without_a_gradcam_layer_stops_with_one_line_and_writes_nothing(tmp_path):
+def test_export_of_a_model_without_a_gradcam_layer_stops_with_one_line_and_writes_nothing(tmp_path, capsys):
     from tfxai._keras import keras
     from tfxai.classifier import model_facts
+    from tfxai.cli import main
     from tfxai.files import save_model
 
     inputs = keras.Input((16, 16, 1), name="image")
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs)))
     path = str(tmp_path / "dense.keras")
     save_model(model, path, model_facts(["NORMAL", "PNEUMONIA"], 16, 1))
-    result = _run_cli("export", "--checkpoint", path, "--target", "web", "--output-dir", str(tmp_path / "app"))
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert "Grad-CAM layer" in lines[-1] and path in lines[-1] and "Traceback" not in result.stderr
+    assert main(["export", "--checkpoint", path, "--target", "web", "--output-dir", str(tmp_path / "app")]) == 2
+    line = one_line_error(capsys)
+    assert "Grad-CAM layer" in line and path in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dense.keras"]  # no app, no temporary folder
 
 
-def test_export_without_the_runtime_says_to_run_make_install_and_writes_nothing(app, tmp_path):
-    result = _run_cli("export", "--checkpoint", app.model_path, "--target", "web", "--output-dir",
-                      str(tmp_path / "app"), env={"TFXAI_WEB_RUNTIME": str(tmp_path / "no_node_modules")})
-    assert result.returncode == 2
-    assert "make install" in result.stderr.strip().splitlines()[-1] and "Traceback" not in result.stderr
+def test_export_without_the_runtime_says_to_run_make_install_and_writes_nothing(app, tmp_path, monkeypatch, capsys):
+    from tfxai.cli import main
+
+    monkeypatch.setenv("TFXAI_WEB_RUNTIME", str(tmp_path / "no_node_modules"))
+    assert main(["export", "--checkpoint", app.model_path, "--target", "web", "--output-dir", str(tmp_path / "app")]) == 2
+    assert "make install" in one_line_error(capsys)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -490,7 +489,7 @@ def test_uncompressed_dicom_reads_as_tfxai_reads_it_and_compressed_says_so(drive
     assert "transfer syntax 1.2.840.10008.1.2.4.50" in page["error"] and "browser" in page["error"]
 
 
-def test_serve_web_over_https_sends_the_page_and_its_csp(app, tmp_path):
+def test_serve_web_over_https_sends_the_page_and_its_csp(app, tmp_path, capsys):
     import ssl
     import urllib.request
 
@@ -513,5 +512,35 @@ def test_serve_web_over_https_sends_the_page_and_its_csp(app, tmp_path):
         server.stop()
     assert server.url.startswith("https://") and "<title>tfxai" in page
     assert csp.startswith("default-src 'self'") and "'wasm-unsafe-eval'" in csp
-    result = _run_cli("serve", "--web", app.folder, "--https")
-    assert result.returncode == 2 and "--cert" in result.stderr.strip().splitlines()[-1]
+    from tfxai.cli import main
+
+    assert main(["serve", "--web", app.folder, "--https"]) == 2
+    assert "--cert" in one_line_error(capsys)
+
+
+def test_a_model_whose_facts_say_squash_is_squashed_and_mapped_back_like_tfxai(driver, app, files, tmp_path):
+    """Models trained on pre-squashed square copies store resize mode "squash": the page follows the facts."""
+    import shutil
+
+    from tfxai.classifier import load_classifier
+    from tfxai.compress.web import export_web
+    from tfxai.files import read_model_facts, update_model_facts
+    from tfxai.serve.app import ServerThread
+    from tfxai.serve.site import create_site
+
+    model = str(tmp_path / "squash.keras")
+    shutil.copyfile(app.model_path, model)
+    update_model_facts(model, {**read_model_facts(model), "resize_mode": "squash"})
+    clf = load_classifier(model)
+    export_web(model, str(tmp_path / "app"), clf=clf)
+    server = ServerThread(create_site(str(tmp_path / "app")))
+    try:
+        open_app(driver, server.url)
+        paths = [p for p in files.good if os.path.basename(p) in ("tall.png", "wide.png")]
+        results = classify(driver, paths)
+    finally:
+        server.stop()
+    squashed = SimpleNamespace(clf=clf, folder=str(tmp_path / "app"), model_path=model)
+    assert_matches_python(squashed, results, paths)
+    for result in results.values():
+        assert result["info"]["mode"] == "squash" and result["info"]["h"] == result["info"]["w"] == SIZE
