@@ -306,7 +306,9 @@ def test_page_classifies_like_tfxai_with_the_same_grad_cam(driver, site, app, fi
     facts = driver.find_element("id", "facts").text
     assert f"{app.clf.threshold:.3f}" in facts and "equalize" in facts
     assert "not a diagnosis" in driver.find_element("id", "intended-use").text
-    assert driver.execute_script("return document.getElementById('overlay-canvas').width") > 0
+    shown = driver.execute_script("const c = document.getElementById('overlay-canvas'); return [c.height, c.width];")
+    last = driver.find_element("id", "detail-name").text
+    assert shown == [results[last]["height"], results[last]["width"]]  # the original's size (under 1280 px)
     card = driver.find_element("id", "card-box")
     card.click()
     assert "limitations" in card.text.lower() and "intended use" in card.text.lower()
@@ -518,19 +520,23 @@ def test_serve_web_over_https_sends_the_page_and_its_csp(app, tmp_path, capsys):
     assert "--cert" in one_line_error(capsys)
 
 
-def test_a_model_whose_facts_say_squash_is_squashed_and_mapped_back_like_tfxai(driver, app, files, tmp_path):
-    """Models trained on pre-squashed square copies store resize mode "squash": the page follows the facts."""
+def test_a_squash_model_is_squashed_like_tfxai_and_its_own_model_card_is_shown(driver, app, files, tmp_path):
+    """Models trained on pre-squashed square copies store resize mode "squash": the page follows the
+    facts. A model card stored in the model travels into the app and is shown whatever its fields."""
     import shutil
 
     from tfxai.classifier import load_classifier
     from tfxai.compress.web import export_web
-    from tfxai.files import read_model_facts, update_model_facts
+    from tfxai.files import dumps_json, read_model_facts, set_model_entry, update_model_facts
     from tfxai.serve.app import ServerThread
     from tfxai.serve.site import create_site
 
     model = str(tmp_path / "squash.keras")
     shutil.copyfile(app.model_path, model)
     update_model_facts(model, {**read_model_facts(model), "resize_mode": "squash"})
+    card = {"schema": "test card", "intended_use": {"primary": "teaching"},
+            "a_field_added_later": ["first finding", {"nested": 0.25}]}
+    set_model_entry(model, "model_card.json", dumps_json(card).encode())
     clf = load_classifier(model)
     export_web(model, str(tmp_path / "app"), clf=clf)
     server = ServerThread(create_site(str(tmp_path / "app")))
@@ -538,9 +544,13 @@ def test_a_model_whose_facts_say_squash_is_squashed_and_mapped_back_like_tfxai(d
         open_app(driver, server.url)
         paths = [p for p in files.good if os.path.basename(p) in ("tall.png", "wide.png")]
         results = classify(driver, paths)
+        box = driver.find_element("id", "card-box")
+        box.click()
+        assert "a field added later" in box.text.lower() and "first finding" in box.text and "nested: 0.25" in box.text
     finally:
         server.stop()
     squashed = SimpleNamespace(clf=clf, folder=str(tmp_path / "app"), model_path=model)
     assert_matches_python(squashed, results, paths)
     for result in results.values():
         assert result["info"]["mode"] == "squash" and result["info"]["h"] == result["info"]["w"] == SIZE
+    assert json.loads((tmp_path / "app" / "model_card.json").read_text()) == card

@@ -3,9 +3,8 @@
 "use strict";
 
 import { decodeFile, Engine } from "./engine.js";
-import { displaySize, heatmapToOriginal, overlayRGBA, resizeArea, resizeImage } from "./imaging.js";
+import { heatmapToOriginal, overlayRGBA, resizeImage } from "./imaging.js";
 
-const MAX_DISPLAY_SIDE = 2048;  // as tfxai serve's overlays
 const $ = (id) => document.getElementById(id);
 const state = { engine: null, results: new Map(), order: [], errors: [], selected: null, queue: Promise.resolve() };
 const hooks = { cspViolations: [], offline: { state: "pending", detail: "" }, results: state.results, errors: state.errors };
@@ -209,8 +208,7 @@ function select(name) {
     : `${r.ood.flag ? "flagged" : "not flagged"} (features ${r.ood.score.toFixed(1)}, thumbnail ${r.ood.pixelScore.toFixed(1)})`);
   fact(list, "Image", `${r.width} × ${r.height} px`);
   fact(list, "Time", `${r.ms.total.toFixed(0)} ms (decode ${r.ms.decode.toFixed(0)}, resize ${r.ms.preprocess.toFixed(0)}, model + Grad-CAM ${r.ms.model.toFixed(0)})`);
-  const [dh, dw] = displaySize(r.height, r.width, MAX_DISPLAY_SIDE);
-  const grey = dh === r.height && dw === r.width ? r.grey : resizeArea(r.grey, r.width, r.height, dw, dh);
+  const { grey, width: dw, height: dh } = r.display;
   drawGrey($("original-canvas"), grey, dw, dh);
   const heat = heatmapToOriginal(r.heatmap, r.info, dh, dw);
   const canvas = $("overlay-canvas");

@@ -5,9 +5,12 @@
 
 import { loadLiteRt, loadAndCompile, supportsFeature, Tensor } from "./runtime/litert/index.js";
 import { decodeDicom, isDicom } from "./dicom.js";
-import { checkOOD, normalizeHeatmap, resizeImage, rgbaToGrey } from "./imaging.js";
+import { checkOOD, displaySize, normalizeHeatmap, resizeArea, resizeImage, rgbaToGrey } from "./imaging.js";
 
 export const MAX_PIXELS = 50_000_000;  // as tfxai's $TFXAI_MAX_PIXELS default
+// The original is kept for display at most this large: a phone holding a worklist of full-size
+// films would run out of memory, and its screen shows no more than about 1,100 px anyway.
+export const MAX_DISPLAY_SIDE = 1280;
 
 async function getJSON(url) {
   const response = await fetch(url);
@@ -66,8 +69,8 @@ export class Engine {
     return best;
   }
 
-  // One file -> {name, label, index, scores, heatmap (normalised, on the model input), info, grey,
-  // width, height, ood, ms}. Throws an Error whose message names the file when it cannot be read.
+  // One file -> {name, label, index, scores, heatmap (normalised, on the model input), info, display
+  // (the grey original at most MAX_DISPLAY_SIDE: {grey, width, height}), width, height, ood, ms}. Throws an Error whose message names the file when it cannot be read.
   async classify(file) {
     const t0 = performance.now();
     const image = await decodeFile(file);
@@ -82,9 +85,11 @@ export class Engine {
     const plane = this.size * this.size;
     const raw = out.gradcam.subarray(index * plane, (index + 1) * plane);
     const ood = checkOOD(this.guard, pixels, this.size, out.features);
+    const [dh, dw] = displaySize(image.height, image.width, MAX_DISPLAY_SIDE);
+    const display = { width: dw, height: dh, grey: dh === image.height ? grey : resizeArea(grey, image.width, image.height, dw, dh) };
     return {
       name: file.name, label: this.facts.class_names[index], index, scores: Array.from(out.scores),
-      heatmap: normalizeHeatmap(raw), rawMap: raw, input, info, grey, width: image.width, height: image.height,
+      heatmap: normalizeHeatmap(raw), rawMap: raw, input, info, display, width: image.width, height: image.height,
       ood, ms: { decode: t1 - t0, preprocess: t2 - t1, model: t3 - t2, total: t3 - t0 }, note: image.note || "",
     };
   }
