@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -554,3 +555,34 @@ def test_a_squash_model_is_squashed_like_tfxai_and_its_own_model_card_is_shown(d
     for result in results.values():
         assert result["info"]["mode"] == "squash" and result["info"]["h"] == result["info"]["w"] == SIZE
     assert json.loads((tmp_path / "app" / "model_card.json").read_text()) == card
+
+
+def test_serve_web_prints_its_address_and_serves_the_app(app, tmp_path):
+    import re
+    import signal
+    import urllib.request
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "tfxai", "serve", "--web", app.folder, "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        first = proc.stdout.readline()  # printed once the socket listens
+        url = re.search(r"http://127\.0\.0\.1:\d+/", first)
+        assert url, first
+        with urllib.request.urlopen(url.group(0), timeout=10) as response:
+            assert "<title>tfxai" in response.read().decode()
+            assert "'wasm-unsafe-eval'" in response.headers["Content-Security-Policy"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    assert "stopped" in proc.stdout.read()
+
+
+def test_export_refuses_to_replace_the_current_directory(app, tmp_path, monkeypatch):
+    from tfxai.compress.web import export_web
+    from tfxai.errors import OutputError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputError, match="current directory"):
+        export_web(app.model_path, str(tmp_path), clf=app.clf)

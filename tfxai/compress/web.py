@@ -453,6 +453,11 @@ def write_app(folder: str, tflite: bytes, facts: dict, guard: dict | None, card:
 def check_app_target(path: str) -> None:
     """Refuse an output that exists and is not an app this command wrote (a file, a folder of
     other things), before any work: :class:`OutputError` naming it."""
+    real = os.path.realpath(path)
+    for what, p in (("the current directory", os.getcwd()), ("your home directory", os.path.expanduser("~"))):
+        if os.path.realpath(p) == real or os.path.realpath(p).startswith(real.rstrip(os.sep) + os.sep):
+            raise OutputError(f"output folder {path!r} is or contains {what}; the web app replaces its folder as "
+                              f"a whole: choose a new folder such as app/")
     if not os.path.lexists(path):
         return
     if not os.path.isdir(path) or os.path.islink(path):
