@@ -586,3 +586,20 @@ def test_export_refuses_to_replace_the_current_directory(app, tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     with pytest.raises(OutputError, match="current directory"):
         export_web(app.model_path, str(tmp_path), clf=app.clf)
+
+
+@pytest.mark.parametrize("mode", ["pad", "squash", "crop"])
+def test_page_resizes_to_the_bit_as_tfxai_when_shrinking_enlarging_or_both(driver, site, mode):
+    """PNG (decoded alike everywhere): the page's model input equals tfxai.data.resize_image's exactly,
+    OpenCV's INTER_AREA included: its area table for a shrink, its fixed-point bilinear for an enlargement."""
+    import cv2
+
+    from tfxai.data import resize_image
+
+    open_app(driver, site.url)
+    rng = np.random.default_rng(0)
+    for h, w, size in ((1416, 1776, 128), (257, 129, 64), (30, 40, 48), (10, 90, 48), (300, 40, 128), (33, 33, 48)):
+        image = cv2.GaussianBlur(rng.integers(0, 256, (h, w), dtype=np.uint8), (3, 3), 0)
+        page = _file_in_page(driver, cv2.imencode(".png", image)[1].tobytes(), "x.png", size, mode)
+        want = resize_image(image[..., None], size, mode)[0][..., 0]
+        np.testing.assert_array_equal(np.reshape(page["pixels"], (size, size)), want, err_msg=f"{h}x{w} -> {size}")
