@@ -294,7 +294,9 @@ def assert_matches_python(app, results: dict[str, dict], paths: list[str], proba
         heat = gradcam.heatmaps(x[None], targets=[page["index"]])[0][0]
         np.testing.assert_allclose(np.reshape(page["heatmap"], (SIZE, SIZE)), heat, atol=1e-4, err_msg=name)
         verdict = app.clf.check_ood(x[None])[0]
-        assert page["ood"]["flag"] == verdict.flag and page["ood"]["score"] == pytest.approx(verdict.score, rel=1e-4)
+        assert page["ood"]["flag"] == verdict.flag and page["ood"]["reason"] == verdict.reason, name
+        assert page["ood"]["score"] == pytest.approx(verdict.score, rel=1e-4), name
+        assert page["ood"]["pixelScore"] == pytest.approx(verdict.pixel_score, rel=1e-4), name
 
 
 def test_page_classifies_like_tfxai_with_the_same_grad_cam(driver, site, app, files):
