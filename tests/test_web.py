@@ -516,7 +516,7 @@ def test_serve_web_over_https_sends_the_page_and_its_csp(app, tmp_path, capsys):
     finally:
         server.stop()
     assert server.url.startswith("https://") and "<title>tfxai" in page
-    assert csp.startswith("default-src 'self'") and "'wasm-unsafe-eval'" in csp
+    assert csp.startswith("default-src 'self'") and "'wasm-unsafe-eval'" in csp and "frame-ancestors 'none'" in csp
     from tfxai.cli import main
 
     assert main(["serve", "--web", app.folder, "--https"]) == 2

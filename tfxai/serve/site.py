@@ -39,7 +39,9 @@ class _Headers:
         self.app = app
         self.any_host = "*" in allowed_hosts
         self.allowed = {h.lower().strip("[]") for h in allowed_hosts}
-        self.headers = [(b"content-security-policy", csp.encode()), (b"x-content-type-options", b"nosniff"),
+        # frame-ancestors works only as a header (not in the page's meta tag): no site may frame the app.
+        self.headers = [(b"content-security-policy", f"{csp}; frame-ancestors 'none'".encode()),
+                        (b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
                         (b"referrer-policy", b"no-referrer"), (b"cache-control", b"no-cache"),
                         (b"cross-origin-resource-policy", b"same-origin")]
 
