@@ -254,16 +254,12 @@ def browser_numbers(url: str, files: list[str], runs: int, loads: int, phone: bo
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-    from starlette.staticfiles import StaticFiles
-
     from tfxai._keras import keras
     from tfxai.classifier import load_classifier
     from tfxai.compress.tflite import convert_tflite
     from tfxai.compress.web import download_sizes, export_web
     from tfxai.serve.app import ServerThread
-    from tfxai.serve.site import app_csp, _Headers
+    from tfxai.serve.site import create_site
 
     work = os.path.abspath(args.output_dir)
     bench = os.path.join(work, "bench")
@@ -280,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     files = image_files(args, bench)
     sizes = download_sizes(export.folder)
 
-    site = Starlette(routes=[Mount("/bench", StaticFiles(directory=bench)), Mount("/", StaticFiles(directory=export.folder, html=True))])
-    server = ServerThread(_Headers(site, app_csp(export.folder), ("127.0.0.1",)))
+    server = ServerThread(create_site(export.folder, extra=(("/bench", bench),)))
     try:
         desktop = browser_numbers(server.url, files, args.runs, args.loads)
         phone = browser_numbers(server.url, files, args.runs, 1, phone=True)

@@ -65,12 +65,15 @@ class _Headers:
         await self.app(scope, receive, secured_send)
 
 
-def create_site(folder: str, allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")):
-    """An ASGI app serving the web app in ``folder`` (see the module docstring)."""
+def create_site(folder: str, allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1"),
+                extra: tuple[tuple[str, str], ...] = ()):
+    """An ASGI app serving the web app in ``folder`` (see the module docstring). ``extra``: more
+    folders as ``(url prefix, folder)`` pairs, e.g. ``(("/bench", "runs/bench"),)`` for a benchmark."""
     from starlette.applications import Starlette
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
 
     csp = app_csp(folder)
-    files = StaticFiles(directory=os.path.abspath(folder), html=True)
-    return _Headers(Starlette(routes=[Mount("/", files)]), csp, allowed_hosts)
+    routes = [Mount(prefix, StaticFiles(directory=os.path.abspath(path))) for prefix, path in extra]
+    routes.append(Mount("/", StaticFiles(directory=os.path.abspath(folder), html=True)))
+    return _Headers(Starlette(routes=routes), csp, allowed_hosts)
