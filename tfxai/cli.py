@@ -24,9 +24,9 @@ COMMANDS = {
     "predict": "classify X-ray files (JPEG/PNG/DICOM) and save Grad-CAM overlays",
     "explain": "Grad-CAM, Grad-CAM++, Score-CAM and LIME side by side, with faithfulness measures",
     "prune": "one-shot vs iterative magnitude pruning (tfmot), measured",
-    "export": "TFLite export (float32/dynamic/float16/int8) and SavedModel, measured",
+    "export": "TFLite export (float32/dynamic/float16/int8) and SavedModel, measured; an Android file; an offline web app",
     "demo": "generate synthetic X-rays, train, evaluate and explain in a few minutes, offline",
-    "serve": "a local web page and JSON API: drop X-rays, see the class, probability and Grad-CAM",
+    "serve": "a local web page and JSON API: drop X-rays, see the class, probability and Grad-CAM (--web: an exported web app)",
 }
 
 
