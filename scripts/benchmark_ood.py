@@ -6,7 +6,8 @@
 In-distribution: the model's own validation images (re-created from ``--data-dir`` with its seed
 and fraction). Out of distribution: CIFAR-10 photos (``--cifar10-archive``), synthetic non-X-rays
 (noise, gradients, stripes, shapes, text, textures: ``tfxai.synthetic.make_non_xrays``), the
-validation X-rays inverted (255 - x), and original-resolution X-rays rotated by 90 degrees. For each
+validation X-rays inverted (255 - x), and original-resolution X-rays rotated by 90 degrees; and, in
+distribution, the original-resolution X-rays as they are (native shape, the model's resize). For each
 set: ROC-AUC of the guard's score (validation = 0, the set = 1) and the share flagged at the
 threshold stored with the model; plus the share of validation images flagged (false alarms).
 ROC-AUC is given for the guard's two parts (model features; model-free 16x16 thumbnails) and for
@@ -45,12 +46,15 @@ def _cifar(archive, n, clf, seed):
     return np.stack([load_image(paths[i], clf.image_size, clf.channels, clf.resize_mode)[0] for i in pick])
 
 
-def _rotated(folder, clf):
+def _films(folder, clf, rotate: bool = False):
+    """Every film under ``folder`` prepared as `tfxai predict` prepares it (the model's resize
+    mode), optionally rotated by 90 degrees first."""
     from tfxai.data import decode_image, list_images, resize_image
 
     out = []
     for path in list_images(folder):
-        img = np.ascontiguousarray(np.rot90(decode_image(path, clf.channels)))
+        img = decode_image(path, clf.channels)
+        img = np.ascontiguousarray(np.rot90(img)) if rotate else img
         out.append(resize_image(img, clf.image_size, clf.resize_mode)[0])
     return np.stack(out)
 
@@ -75,7 +79,7 @@ def main(argv=None) -> int:
         "inverted X-rays": 255 - val.images[: args.n],
     }
     if args.original_dir:
-        sets["X-rays rotated 90 degrees"] = _rotated(args.original_dir, clf)
+        sets["X-rays rotated 90 degrees"] = _films(args.original_dir, clf, rotate=True)
     if args.fit_pixels:
         train = load_eval_images(clf, args.data_dir, "train", progress=False)
         pick = np.sort(np.random.default_rng(args.seed).permutation(len(train))[:3000])  # as training does
@@ -91,6 +95,10 @@ def main(argv=None) -> int:
     inside, in_flags = columns(clf.check_ood(val.images))
     rows = [{"set": "validation X-rays (in distribution)", "n": len(val), "roc_auc": None,
              "flagged": float(in_flags.mean())}]
+    if args.original_dir:  # real films at native resolution and shape: in distribution, should not be flagged
+        _, flags = columns(clf.check_ood(_films(args.original_dir, clf)))
+        rows.append({"set": f"native-resolution films as files (in distribution; resize {clf.resize_mode})",
+                     "n": len(flags), "roc_auc": None, "flagged": float(flags.mean())})
     for name, images in sets.items():
         scores, flags = columns(clf.check_ood(images))
         y = np.r_[np.zeros(len(val)), np.ones(len(images))]

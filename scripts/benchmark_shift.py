@@ -33,7 +33,9 @@ import time
 
 COLUMNS = ("recipe", "epochs", "wall_min", "cpu_min", "seconds_per_epoch_median", "standard_auc", "shift_auc",
            "shift_spec", "shift_spec_oracle", "synthetic_auc_mean", "synthetic_auc_worst", "synthetic_worst",
-           "synthetic_spec_mean", "synthetic_spec_worst", "lung_energy", "lung_area", "command")
+           "synthetic_spec_mean", "synthetic_spec_worst", "native_auc", "native_spec", "native_flagged",
+           "native_agreement", "originals_n", "originals_correct", "originals_flagged", "lung_energy", "lung_area",
+           "command")
 
 
 def _cpu_seconds() -> float:
@@ -52,7 +54,9 @@ def _finished(run_dir: str) -> bool:
 def run_recipe(name: str, args, loaded: dict) -> dict:
     from tfxai import shift
     from tfxai.classifier import load_classifier
+    from tfxai.data import training_decode_mode
     from tfxai.files import write_json
+    from tfxai.native import score_folder, score_protocol_native
     from tfxai.training import read_history, train
     from tfxai.training.recipes import get_recipe
 
@@ -65,7 +69,8 @@ def run_recipe(name: str, args, loaded: dict) -> dict:
     cfg = recipe.train_config(args.data_dir, output_dir=run_dir, **overrides)
     key = (cfg.image_size, cfg.channels, cfg.resize_mode)
     if key not in loaded:
-        loaded[key] = shift.load_shift_data(args.data_dir, cfg.image_size, cfg.channels, cfg.resize_mode,
+        loaded[key] = shift.load_shift_data(args.data_dir, cfg.image_size, cfg.channels,
+                                            training_decode_mode(cfg.resize_mode),
                                             args.holdout_pattern, cfg.val_fraction, args.seed,
                                             cache_dir=args.cache_dir, progress=False)
     data = loaded[key]
@@ -84,6 +89,10 @@ def run_recipe(name: str, args, loaded: dict) -> dict:
         timing = {"wall_min": (time.perf_counter() - t0) / 60, "cpu_min": (_cpu_seconds() - c0) / 60}
     clf = load_classifier(os.path.join(run_dir, "best_model.keras"))
     scores = shift.score_protocol(lambda x: clf.raw_proba(x)[:, 1], data, seed=args.seed)
+    scores.update(score_protocol_native(clf, data, scores["threshold"], args.seed))
+    if args.originals and os.path.isdir(args.originals):
+        real = score_folder(clf, args.originals, scores["threshold"])
+        scores.update(originals_n=real["n"], originals_correct=real["correct"], originals_flagged=real["flagged"])
     if args.gradcam_images:
         from tfxai.explain.lungs import lung_energy_share
 
@@ -182,14 +191,18 @@ def _fmt(v, digits=3):
 
 
 def markdown(rows) -> str:
-    lines = ["| recipe | epochs | wall min | CPU min | standard-val AUC | batch-shift AUC | batch-shift spec "
+    lines = ["| recipe | epochs | wall min | CPU min | native-film AUC / spec @ val threshold / OOD flagged | "
+             "official val originals correct / flagged | standard-val AUC | batch-shift AUC | batch-shift spec "
              "@ sens 0.93 | synthetic-shift AUC mean / worst | synthetic-shift spec mean / worst | "
              "Grad-CAM energy in lungs (lung area) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        real = (f"{r['originals_correct']} / {r['originals_flagged']} of {r['originals_n']}"
+                if r.get("originals_n") else "-")
         lines.append(
             f"| {r['recipe']} | {r['epochs']} | {_fmt(r.get('wall_min'), 1)} | {_fmt(r.get('cpu_min'), 1)} | "
-            f"{_fmt(r['standard_auc'], 4)} | {_fmt(r['shift_auc'], 4)} | {_fmt(r['shift_spec'])} | "
+            f"{_fmt(r.get('native_auc'), 4)} / {_fmt(r.get('native_spec'))} / {_fmt(r.get('native_flagged'))} | "
+            f"{real} | {_fmt(r['standard_auc'], 4)} | {_fmt(r['shift_auc'], 4)} | {_fmt(r['shift_spec'])} | "
             f"{_fmt(r.get('synthetic_auc_mean'))} / {_fmt(r.get('synthetic_auc_worst'))} "
             f"({r.get('synthetic_worst', '-')}) | {_fmt(r.get('synthetic_spec_mean'))} / "
             f"{_fmt(r.get('synthetic_spec_worst'))} | {_fmt(r.get('lung_energy'))} ({_fmt(r.get('lung_area'))}) |")
@@ -208,6 +221,9 @@ def main(argv=None) -> int:
                    help="validation images for the Grad-CAM lung-energy share (0: skip)")
     p.add_argument("--cache-dir", default="default",
                    help="decoded-image cache (default $TFXAI_CACHE_DIR or ~/.cache/tfxai; 'none' for no cache)")
+    p.add_argument("--originals", default=os.path.join("..", "shared", "data", "chest_xray_original", "val"),
+                   help="a folder of class folders of native-resolution films scored as files beside the "
+                        "protocol (default: the official Kermany val originals; skipped when absent)")
     p.add_argument("--every-epoch", action="store_true",
                    help="keep every epoch's weights and score each on the protocol (epochs.csv, epochs.png)")
     p.add_argument("--reuse", action="store_true",

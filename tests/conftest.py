@@ -45,3 +45,23 @@ def trained_run(tmp_path_factory, synthetic_dir):
     result = train(TrainConfig(synthetic_dir, "custom_cnn", out, epochs=3, image_size=32, batch_size=32,
                                model_options={"width": 8, "depth": 2}, cache_dir=None, verbose=0))
     return result
+
+
+@pytest.fixture(scope="session")
+def real_xray_run(shared_data, tmp_path_factory):
+    """A small CNN with in-model equalisation trained for a few epochs on 800 real Kermany X-rays
+    (224-px copies, 64 px input; the 24 train originals left out), shared by the real-data tests."""
+    from tfxai.training import TrainConfig, train
+
+    originals = {p.name for p in (shared_data / "chest_xray_original").rglob("*.jpeg")}
+    root = tmp_path_factory.mktemp("real") / "xrays"
+    for cls, step in (("NORMAL", 3), ("PNEUMONIA", 9)):
+        files = [f for f in sorted((shared_data / "chest_xray_224" / "train" / cls).glob("*.jpeg"))
+                 if f.name not in originals][::step][:400]
+        (root / "train" / cls).mkdir(parents=True)
+        for f in files:
+            (root / "train" / cls / f.name).symlink_to(f)
+    return train(TrainConfig(str(root), "custom_cnn", str(root.parent / "run"), epochs=6, image_size=64,
+                             batch_size=32, model_options={"width": 8, "depth": 3, "preprocessing": "equalize"},
+                             augment_config={"aspect": 0.2, "downup": 2.0}, threshold_policy="youden",
+                             cache_dir=None, verbose=0))

@@ -41,7 +41,8 @@ def test_run_folder_has_model_config_history_and_curves(trained_run):
     cfg = json.load(open(os.path.join(out, "run_config.json")))
     assert cfg["status"] == "finished"
     assert cfg["class_names"] == ["NORMAL", "PNEUMONIA"]
-    assert cfg["image_size"] == 32 and cfg["channels"] == 1 and cfg["resize_mode"] == "pad"
+    assert cfg["image_size"] == 32 and cfg["channels"] == 1 and cfg["resize_mode"] == "squash"  # square files
+    assert cfg["arguments"]["resize_mode"] == "auto"
     assert cfg["arguments"]["model_type"] == "custom_cnn" and cfg["arguments"]["seed"] == 0
     assert "tensorflow" in cfg["versions"] and "tf-keras" in cfg["versions"]
     assert 0 <= cfg["threshold"] <= 1

@@ -1,5 +1,8 @@
 """User-facing errors: the CLI prints their message and exits with status 2, no traceback."""
 
+# Set by `tfxai --debug` before TensorFlow loads: tracebacks, and TensorFlow's C++ log (tfxai._keras).
+DEBUG_ENV = "TFXAI_DEBUG"
+
 
 class TfxaiError(Exception):
     """An error caused by the user's input or environment; its message says what to do."""

@@ -645,18 +645,24 @@ def update_model_facts(path: str, facts: dict) -> None:
     set_model_entry(path, MODEL_FACTS_NAME, dumps_json(facts).encode())
 
 
-def read_model_facts(path: str) -> dict | None:
-    """The facts stored inside a ``.keras`` file, or None for a model saved without them."""
-    data = read_model_entry(path, MODEL_FACTS_NAME)
+def read_model_json(path: str, name: str, what: str) -> dict | None:
+    """The JSON object stored as entry ``name`` inside a ``.keras`` file, or None when absent;
+    :class:`ModelFileError` naming ``what`` when it is not a JSON object."""
+    data = read_model_entry(path, name)
     if data is None:
         return None
     try:
-        facts = json.loads(data)
+        out = json.loads(data)
     except ValueError as err:
-        raise ModelFileError(f"{path!r}: the facts stored in the model are not valid JSON: {err}") from err
-    if not isinstance(facts, dict):
-        raise ModelFileError(f"{path!r}: the facts stored in the model are not a JSON object")
-    return facts
+        raise ModelFileError(f"{path!r}: the {what} stored in the model are not valid JSON: {err}") from err
+    if not isinstance(out, dict):
+        raise ModelFileError(f"{path!r}: the {what} stored in the model are not a JSON object")
+    return out
+
+
+def read_model_facts(path: str) -> dict | None:
+    """The facts stored inside a ``.keras`` file, or None for a model saved without them."""
+    return read_model_json(path, MODEL_FACTS_NAME, "facts")
 
 
 def load_model(path: str):

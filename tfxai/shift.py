@@ -367,6 +367,11 @@ def format_scores(scores: dict) -> str:
     lines = [f"shift-aware validation: standard-val ROC-AUC {scores['standard_auc']:.4f}; batch-shift "
              f"ROC-AUC {scores['shift_auc']:.4f}, specificity {scores['shift_spec']:.3f} at the standard-val "
              f"threshold for sensitivity {t:.2f} (sensitivity there {scores['shift_sens']:.3f})"]
+    if "native_auc" in scores:
+        lines.append(f"native-shaped films ({scores['native_n']} validation X-rays stretched back to width/height "
+                     f"{scores['native_aspect'][0]}-{scores['native_aspect'][1]}, read as files): ROC-AUC "
+                     f"{scores['native_auc']:.4f}, specificity {scores['native_spec']:.3f} at the standard-val "
+                     f"threshold, out-of-distribution flags {scores['native_flagged']:.1%}")
     if "synthetic_auc_mean" in scores:
         lines.append(f"synthetic shifts of the held-out normals: ROC-AUC mean {scores['synthetic_auc_mean']:.4f}, "
                      f"worst {scores['synthetic_auc_worst']:.4f} ({scores['synthetic_worst']}); specificity "
@@ -386,6 +391,7 @@ def train_with_holdout(config: TrainConfig, holdout_pattern: str = DEFAULT_HOLDO
 
     from .classifier import load_classifier
     from .files import write_json
+    from .native import score_protocol_native
     from .training import train
 
     # The standard val of the protocol has far fewer normals per pneumonia than training's classes
@@ -396,7 +402,8 @@ def train_with_holdout(config: TrainConfig, holdout_pattern: str = DEFAULT_HOLDO
     if str(config.data_dir).lower().endswith(".npz"):
         raise DataError(f"--holdout-pattern needs a folder of image files (names carry the batch), "
                         f"not {config.data_dir!r}")
-    data = load_shift_data(config.data_dir, config.image_size, config.channels, config.resize_mode,
+    data = load_shift_data(config.data_dir, config.image_size, config.channels,
+                           data_lib.training_decode_mode(config.resize_mode),
                            holdout_pattern, config.val_fraction, config.seed, config.cache_dir,
                            progress=config.verbose != 0)
     log.info("%s", data.summary().splitlines()[-1])
@@ -405,6 +412,7 @@ def train_with_holdout(config: TrainConfig, holdout_pattern: str = DEFAULT_HOLDO
     # raw_proba: the model's own probabilities (a temperature from --calibrate is monotone and
     # would change the threshold's value only, not who is on which side of it).
     scores = score_protocol(lambda x: clf.raw_proba(x)[:, 1], data, target_sensitivity, seed=config.seed)
+    scores.update(score_protocol_native(clf, data, scores["threshold"], config.seed))
     scores["split"] = data.split.to_dict()
     write_json(os.path.join(result.output_dir, "shift_metrics.json"), scores)
     return result, scores

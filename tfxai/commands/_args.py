@@ -11,7 +11,7 @@ import json
 import math
 import sys
 
-from ..data import RESIZE_MODES
+from ..data import RESIZE_MODES, TRAIN_RESIZE_MODES
 from ..errors import ConfigError
 
 # Configuration fields whose flag is not simply --field-name.
@@ -155,6 +155,23 @@ def add_resize_mode(p: argparse.ArgumentParser, unless: str | None = None) -> No
     p.add_argument("--resize-mode", default=None if unless else "pad", choices=RESIZE_MODES,
                    help="pad: keep aspect ratio, pad to square (default" + (f", or {unless}" if unless else "")
                         + "); squash; crop: centre square")
+
+
+def add_inference_resize_mode(p: argparse.ArgumentParser) -> None:
+    """``--resize-mode`` of a command that uses a trained model: None (the model's own) unless typed."""
+    p.add_argument("--resize-mode", choices=RESIZE_MODES,
+                   help="how files are fitted to the model's square input (default: the model's own, chosen "
+                        "at training time from its training files; override only for models trained before "
+                        "tfxai chose it, e.g. squash for a model trained on square copies)")
+
+
+def add_train_resize_mode(p: argparse.ArgumentParser, unless: str | None = None) -> None:
+    """``--resize-mode`` of a training run, with ``auto`` (tfxai.data.geometry); ``unless`` as above."""
+    p.add_argument("--resize-mode", default=None if unless else "auto", choices=TRAIN_RESIZE_MODES,
+                   help="auto: squash at inference when every training file is square (pre-squashed "
+                        "copies such as Kermany's 224-px set), else keep the aspect ratio and pad, in "
+                        "training and inference (default" + (f", or {unless}" if unless else "")
+                        + "); pad, squash, crop: used for training and inference as asked")
 
 
 def add_data_source(p: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folder", help="instead of --data-dir/--split: a folder of class folders")
     _args.add_output_dir(p, "where reports go (default <checkpoint folder>/eval-<split>)")
     _args.add_threshold(p)
+    _args.add_inference_resize_mode(p)
     p.add_argument("--target-sensitivity", type=_args.float_range(0.0, 1.0, low_open=True),
                    help="choose the threshold on the validation split to reach this sensitivity")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=False,
@@ -30,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
+    clf.resize_mode = args.resize_mode or clf.resize_mode
     out_dir = args.output_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
                                               f"eval-{'folder' if args.folder else args.split}")
     folder = OutputFolder(out_dir, "evaluate", [args.checkpoint, args.data_dir, args.folder])

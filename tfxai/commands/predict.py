@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gradcam", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--batch-size", type=_args.int_range(1, 1024), default=32, help="images per model call")
     _args.add_threshold(p)
+    _args.add_inference_resize_mode(p)
     _args.add_progress(p)
 
 
@@ -47,6 +48,7 @@ def _outputs(args, single: bool) -> tuple[str | None, str | None, str | None]:
 
 def run(args) -> int:
     clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
+    clf.resize_mode = args.resize_mode or clf.resize_mode
     single = os.path.isfile(args.image)
     paths = list_images(args.image)
     overlay_path, csv_path, overlay_dir = _outputs(args, single)
@@ -66,7 +68,10 @@ def _predict(args, clf, paths: list[str], single: bool, overlay_path, csv_path, 
         raise TfxaiError(f"no readable image in {args.image!r} ({len(skipped)} skipped)")
     for p in preds:
         probs = ", ".join(f"{c} {v:.3f}" for c, v in zip(clf.class_names, p.proba))
-        print(f"{display_path(p.path)}: {p.label} (confidence {p.confidence:.1%}; {probs})"
+        # Binary: the decision is P(class 1) against the model's threshold, which is rarely 0.5; say so.
+        why = (f"P({clf.class_names[1]}) {p.proba[1]:.3f} {'>=' if p.proba[1] >= clf.threshold else '<'} "
+               f"threshold {clf.threshold:.3f}" if clf.num_classes == 2 else f"confidence {p.confidence:.1%}")
+        print(f"{display_path(p.path)}: {p.label} ({why}; {probs})"
               + (f" -> {display_path(p.overlay_path)}" if p.overlay_path else "")
               + (f"  [out of distribution: {p.ood_reason}]" if p.ood_flag else ""))
     flagged = sum(p.ood_flag for p in preds)

@@ -23,7 +23,7 @@ from dataclasses import replace
 from ..compress.experiment import ExperimentConfig, comparison_table, prepare_cifar10, run_comparison
 from ..data import load_splits
 from ..errors import DataError, TfxaiError
-from ..files import OutputFolder, library_versions, load_model, write_json
+from ..files import OutputFolder, library_versions, load_model, read_model_facts, write_json
 from ..models import get_spec, list_models
 from . import _args
 
@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "32; folders: 64, --full 96)")
     parser.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 RGB (default 3 for "
                         "cifar10, 1 for folders)")
-    _args.add_resize_mode(parser)
+    _args.add_resize_mode(parser, unless="the --checkpoint's")
     parser.add_argument("--batch-size", type=_args.int_range(1, 4096), default=64)
     _args.add_learning_rate(parser, 4e-3, help="dense training: the start of a cosine decay to 5%% of it")
     parser.add_argument("--fine-tune-learning-rate", type=_args.float_range(0.0, 1.0, low_open=True), default=5e-4,
@@ -151,7 +151,7 @@ def build_config(args: argparse.Namespace, source: str):
     try:
         return ExperimentConfig(
             model_type=args.model_type, model_options=tuple(sorted(options.items())),
-            image_size=image_size, channels=channels, resize_mode=args.resize_mode,
+            image_size=image_size, channels=channels, resize_mode=args.resize_mode or "pad",
             epochs=pick("epochs"), prune_epochs=pick("prune_epochs"), batch_size=args.batch_size,
             learning_rate=args.learning_rate, fine_tune_learning_rate=args.fine_tune_learning_rate,
             sparsities=tuple(args.sparsities), modes=tuple(args.modes), ramp_fraction=args.ramp_fraction,
@@ -172,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint and args.image_size is None:
         shape = load_model(args.checkpoint).input_shape
         cfg = replace(cfg, image_size=int(shape[1]), channels=args.channels or int(shape[3]))
+    if args.checkpoint and args.resize_mode is None:  # prepare images the way the model was trained
+        cfg = replace(cfg, resize_mode=(read_model_facts(args.checkpoint) or {}).get("resize_mode", "pad"))
     data_dir = prepare_cifar10(args.cifar10_archive) if args.dataset == "cifar10" else args.data_dir
     folder = OutputFolder(args.output_dir, "prune", [data_dir, args.checkpoint])
     with folder.lock():  # another command writing here stops this one before any work

@@ -63,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="start from this .keras model or weights file")
     p.add_argument("--image-size", type=_args.IMAGE_SIZE, help=f"input side in pixels, 16-1024 ({_default('image_size')})")
     p.add_argument("--channels", type=int, choices=(1, 3), help=f"1 = grey (X-rays), 3 = RGB ({_default('channels')})")
-    _args.add_resize_mode(p, unless=OR_RECIPE)
+    _args.add_train_resize_mode(p, unless=OR_RECIPE)
     _args.add_learning_rate(p, TrainConfig.learning_rate, unless=OR_RECIPE)
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
                    help=f"plateau: cut by 0.3 when the validation loss stalls; cosine: decay over all epochs "

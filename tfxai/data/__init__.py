@@ -3,6 +3,7 @@
 - :mod:`.decode`: one file (or upload) -> uint8 array, with size and pixel limits; resizing.
 - :mod:`.folders`: class-folder layouts, image folders, patient ids, the patient-grouped split.
 - :mod:`.decoded`: :class:`ImageSet`, parallel decoding with a disk cache, bad files skipped.
+- :mod:`.geometry`: the training files' shapes, and the inference resize that matches them.
 - :mod:`.medmnist`: PneumoniaMNIST ``.npz`` files and the opt-in download.
 - :mod:`.splits`: train/val/test splits (:func:`load_splits`), class weights.
 - :mod:`.pipeline`: ``tf.data`` datasets and seeded augmentation (imports TensorFlow).
@@ -20,6 +21,7 @@ _EXPORTS = {
     ".folders": ("LAYOUT_HELP", "find_split_dir", "grouped_split", "list_images", "order_class_names", "patient_id",
                 "scan_class_folders", "walk_files"),
     ".decoded": ("ImageSet", "decode_files", "default_cache_dir"),
+    ".geometry": ("TRAIN_RESIZE_MODES", "choose_resize", "describe_geometry", "training_decode_mode"),
     ".medmnist": ("PNEUMONIAMNIST_URL", "load_npz_split", "pneumoniamnist_path"),
     ".splits": ("DataSplits", "MIN_VAL_IMAGES", "class_weights", "load_folder_split", "load_image_folder",
                "load_splits"),

@@ -27,7 +27,9 @@ class ImageSet:
     """Decoded images of one split.
 
     images: uint8 (N, S, S, C); labels: int64 (N,); paths: N source names;
-    skipped: (path, reason) for every file that could not be used.
+    skipped: (path, reason) for every file that could not be used; source_hw: int64 (N, 2), the
+    (height, width) of each source image before resizing (None when unknown), from which
+    :mod:`tfxai.data.geometry` chooses the inference resize.
     """
 
     images: np.ndarray
@@ -35,6 +37,7 @@ class ImageSet:
     paths: list[str]
     class_names: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    source_hw: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -42,7 +45,8 @@ class ImageSet:
     def subset(self, idx) -> "ImageSet":
         idx = np.asarray(idx)
         return replace(self, images=self.images[idx], labels=self.labels[idx],
-                       paths=[self.paths[i] for i in idx], skipped=[])
+                       paths=[self.paths[i] for i in idx], skipped=[],
+                       source_hw=None if self.source_hw is None else self.source_hw[idx])
 
     def counts(self) -> dict[str, int]:
         return {c: int((self.labels == i).sum()) for i, c in enumerate(self.class_names)}
@@ -66,7 +70,7 @@ def check_cache_dir(cache_dir: str | None) -> str | None:
 
 
 def _cache_key(paths, image_size, channels, mode) -> str:
-    h = hashlib.sha256(f"v2|{image_size}|{channels}|{mode}".encode())
+    h = hashlib.sha256(f"v3|{image_size}|{channels}|{mode}".encode())
     for p in paths:
         try:
             st = os.stat(p)
@@ -80,17 +84,19 @@ def _cache_key(paths, image_size, channels, mode) -> str:
 def _read_cache(cache_file: str):
     try:
         with np.load(cache_file, allow_pickle=False) as z:
-            return z["keep"], [tuple(s.split("\t", 1)) for s in z["skipped"].tolist()], z["images"]
+            return (z["keep"], [tuple(s.split("\t", 1)) for s in z["skipped"].tolist()], z["images"],
+                    z["source_hw"])
     except (OSError, ValueError, KeyError) as err:
         log.warning("ignoring an unreadable cache file %s (%s); decoding again", cache_file, err)
         return None
 
 
-def _write_cache(cache_dir: str, cache_file: str, images, keep, skipped) -> None:
+def _write_cache(cache_dir: str, cache_file: str, images, keep, skipped, source_hw) -> None:
     tmp = cache_file + f".tmp{os.getpid()}.npz"
     try:
         os.makedirs(cache_dir, exist_ok=True)
-        np.savez(tmp, images=images, keep=keep, skipped=np.asarray(["\t".join(s) for s in skipped], dtype=str))
+        np.savez(tmp, images=images, keep=keep, source_hw=source_hw,
+                 skipped=np.asarray(["\t".join(s) for s in skipped], dtype=str))
         os.replace(tmp, cache_file)
     except OSError as err:
         log.warning("could not write the decode cache in %s (%s); the next run decodes again", cache_dir, err)
@@ -121,33 +127,37 @@ def decode_files(paths, labels, class_names, image_size: int, channels: int = 1,
         cache_file = os.path.join(cache_dir, f"decoded-{_cache_key(paths, image_size, channels, mode)}.npz")
         cached = _read_cache(cache_file) if os.path.exists(cache_file) else None
         if cached is not None:
-            keep, skipped, images = cached
+            keep, skipped, images, source_hw = cached
             report_skipped(skipped)
-            return ImageSet(images, np.asarray(labels)[keep], [paths[i] for i in keep], list(class_names), skipped)
+            return ImageSet(images, np.asarray(labels)[keep], [paths[i] for i in keep], list(class_names), skipped,
+                            source_hw)
 
     def work(path):
         try:
-            return resize_image(decode_image(path, channels), image_size, mode)[0], None
+            img, info = resize_image(decode_image(path, channels), image_size, mode)
+            return img, info.original_hw, None
         except (ValueError, OSError) as err:
-            return None, str(err) if path in str(err) else f"{path}: {err}"
+            return None, None, str(err) if path in str(err) else f"{path}: {err}"
 
     images = np.zeros((len(paths), image_size, image_size, channels), np.uint8)
+    source_hw = np.zeros((len(paths), 2), np.int64)
     ok = np.zeros(len(paths), bool)
     skipped = []
     with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
         results = pool.map(work, paths)
-        for i, (img, err) in enumerate(tqdm(results, total=len(paths), desc="decoding images",
-                                            disable=not progress, unit="img", leave=False)):
+        for i, (img, hw, err) in enumerate(tqdm(results, total=len(paths), desc="decoding images",
+                                                disable=not progress, unit="img", leave=False)):
             if img is None:
                 skipped.append((paths[i], err))
             else:
-                images[i], ok[i] = img, True
+                images[i], source_hw[i], ok[i] = img, hw, True
     keep = np.flatnonzero(ok)
-    images = images[keep]
+    images, source_hw = images[keep], source_hw[keep]
     report_skipped(skipped)
     if cache_file:
-        _write_cache(cache_dir, cache_file, images, keep, skipped)
-    return ImageSet(images, np.asarray(labels)[keep], [paths[i] for i in keep], list(class_names), skipped)
+        _write_cache(cache_dir, cache_file, images, keep, skipped, source_hw)
+    return ImageSet(images, np.asarray(labels)[keep], [paths[i] for i in keep], list(class_names), skipped,
+                    source_hw)
 
 
 def check_usable(data: ImageSet, where: str) -> None:

@@ -35,6 +35,7 @@ def load_npz_split(path: str, split: str, image_size: int | None = None, channel
         raise DataError(f"{path!r}: {key_i} has shape {images.shape}, expected (N, H, W[, C]) with "
                         f"N = {len(labels)} labels")
     images = to_uint8(images) if images.dtype != np.uint8 else images
+    source_hw = np.tile(np.array(images.shape[1:3], np.int64), (len(images), 1))
     if images.shape[3] != channels:
         images = (np.repeat(images, 3, axis=3) if channels == 3
                   else np.round(images.mean(axis=3, keepdims=True)).astype(np.uint8))
@@ -43,7 +44,7 @@ def load_npz_split(path: str, split: str, image_size: int | None = None, channel
                            .reshape(image_size, image_size, channels) for im in images])
     names = list(class_names) if labels.max() < len(class_names) else [str(i) for i in range(labels.max() + 1)]
     paths = [f"{os.path.basename(path)}:{split}[{i}]" for i in range(len(labels))]
-    return ImageSet(np.ascontiguousarray(images), labels, paths, names)
+    return ImageSet(np.ascontiguousarray(images), labels, paths, names, source_hw=source_hw)
 
 
 def pneumoniamnist_path(download: bool = False) -> str:

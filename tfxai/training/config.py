@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..data import RESIZE_MODES
+from ..data.geometry import TRAIN_RESIZE_MODES
 from ..errors import ConfigError
 from ..models import get_spec, list_models
 
@@ -30,6 +30,8 @@ class TrainConfig:
     or ``"last"`` (the end of the schedule, for a cosine schedule with weight averaging, whose last
     epoch held up better under shift than the lowest-loss one: scripts/benchmark_shift.py
     --every-epoch).
+    ``resize_mode``: ``"auto"`` (squash at inference when every training file is square, else pad),
+    or ``"pad"``/``"squash"``/``"crop"`` for training and inference alike (:mod:`tfxai.data.geometry`).
     ``recipe``: the name of the :mod:`tfxai.training.recipes` recipe these settings started from.
     """
 
@@ -40,7 +42,7 @@ class TrainConfig:
     batch_size: int = 32
     image_size: int = 224
     channels: int = 1
-    resize_mode: str = "pad"
+    resize_mode: str = "auto"
     learning_rate: float = 1e-3
     seed: int = 0
     pretrained: bool = False
@@ -87,8 +89,8 @@ class TrainConfig:
             raise ConfigError("max_train_images", f"must be a whole number >= 2, got {self.max_train_images!r}")
         if self.channels not in (1, 3):
             raise ConfigError("channels", f"must be 1 or 3, got {self.channels!r}")
-        if self.resize_mode not in RESIZE_MODES:
-            raise ConfigError("resize_mode", f"must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+        if self.resize_mode not in TRAIN_RESIZE_MODES:
+            raise ConfigError("resize_mode", f"must be one of {TRAIN_RESIZE_MODES}, got {self.resize_mode!r}")
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or not 0 < lr <= 1:
             raise ConfigError("learning_rate", f"must be a finite number in (0, 1], got {self.learning_rate!r}")

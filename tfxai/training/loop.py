@@ -115,21 +115,32 @@ def _training_subset(train_set: data_lib.ImageSet, config: TrainConfig) -> data_
     return train_set
 
 
-def _facts(config: TrainConfig, class_names: list[str]) -> dict:
+def inference_resize(config: TrainConfig, train_set: data_lib.ImageSet) -> dict:
+    """The resize inference will use, chosen from the training files' shapes
+    (:mod:`tfxai.data.geometry`): {"resize_mode", "resize_reason", "source_geometry"}."""
+    hw = train_set.source_hw
+    geometry = data_lib.describe_geometry(hw) if hw is not None and len(hw) else None
+    mode, reason = data_lib.choose_resize(config.resize_mode, geometry)
+    return {"resize_mode": mode, "resize_reason": reason, "source_geometry": geometry}
+
+
+def _facts(config: TrainConfig, class_names: list[str], resize: dict) -> dict:
+    """The model facts stored with every checkpoint; ``resize``: :func:`inference_resize`."""
     preprocessing = get_spec(config.model_type).preprocessing
     layers = config.model_options.get("preprocessing", "none")
     if layers != "none":
         preprocessing = f"{layers} (tfxai.preprocessing), then {preprocessing}"
-    return model_facts(class_names, config.image_size, config.channels, config.resize_mode, 0.5,
+    return model_facts(class_names, config.image_size, config.channels, resize["resize_mode"], 0.5,
                        preprocessing + " (inside the model)",
                        model_type=config.model_type, training="unfinished",
+                       resize_reason=resize["resize_reason"], source_geometry=resize["source_geometry"],
                        arguments={k: v for k, v in asdict(config).items() if k != "verbose"})
 
 
-def _run_config(config: TrainConfig, splits: data_lib.DataSplits, train_set, val_set) -> dict:
+def _run_config(config: TrainConfig, splits: data_lib.DataSplits, train_set, val_set, facts: dict) -> dict:
     n = len(splits.class_names)
     return {
-        **_facts(config, splits.class_names),
+        **facts,
         "status": "running",
         "arguments": asdict(config),
         "num_classes": n,
@@ -286,12 +297,13 @@ def _fit_guard(model, train_set, val_set, seed: int) -> OODGuard:
     return guard.fit_pixels(train_set.images[idx], val_set.images)
 
 
-def _finish(config: TrainConfig, out: str, run_config: dict, train_set, val_set) -> tuple[dict, float, float | None]:
+def _finish(config: TrainConfig, out: str, run_config: dict, facts: dict, train_set,
+            val_set) -> tuple[dict, float, float | None]:
     """Threshold (and temperature) chosen on validation and the out-of-distribution guard, stored
     in the model file and the run folder."""
     model_path = os.path.join(out, BEST_MODEL_NAME)
     best = load_model(model_path)
-    facts = {k: run_config[k] for k in _facts(config, run_config["class_names"])}
+    facts = dict(facts)
     proba = keras_classifier(best, facts).raw_proba(val_set.images)
     temperature = None
     if config.calibrate:
@@ -351,15 +363,18 @@ def _train_in(config: TrainConfig, out: str, resuming: bool, splits, callbacks, 
     if splits is None:
         # Layout checks (and the patient-grouped split) happen here, before any model is built.
         splits = data_lib.load_splits(config.data_dir, config.image_size, config.channels,
-                                      config.resize_mode, config.val_fraction, config.seed,
-                                      cache_dir=config.cache_dir, progress=config.verbose != 0)
+                                      data_lib.training_decode_mode(config.resize_mode), config.val_fraction,
+                                      config.seed, cache_dir=config.cache_dir, progress=config.verbose != 0)
     log.info("%s", splits.summary())
+    resize = inference_resize(config, splits.train)
+    log.info("inference resize: %s", resize["resize_reason"])
     train_set, val_set = _training_subset(splits.train, config), splits.val
     num_classes = len(splits.class_names)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    run_config = _run_config(config, splits, train_set, val_set)
+    facts = _facts(config, splits.class_names, resize)
+    run_config = _run_config(config, splits, train_set, val_set, facts)
     if not resuming:
         write_json(os.path.join(out, RUN_CONFIG_NAME), run_config)
 
@@ -377,11 +392,11 @@ def _train_in(config: TrainConfig, out: str, resuming: bool, splits, callbacks, 
     if resuming:
         log.info("resuming the unfinished run in %s after epoch %d", out, resumed_from)
 
-    _fit(model, config, out, datasets, _facts(config, splits.class_names), len(train_set), strategy, callbacks)
+    _fit(model, config, out, datasets, facts, len(train_set), strategy, callbacks)
     shutil.rmtree(os.path.join(out, BACKUP_DIR), ignore_errors=True)
     history = read_history(csv_path)
     _check_finite(history, out)
-    val_metrics, threshold, temperature = _finish(config, out, run_config, train_set, val_set)
+    val_metrics, threshold, temperature = _finish(config, out, run_config, facts, train_set, val_set)
     seconds = time.perf_counter() - t_start
     _record_finished(config, out, run_config, history, val_metrics, threshold, temperature, seconds)
     return TrainResult(out, os.path.join(out, BEST_MODEL_NAME), history, val_metrics, threshold,
