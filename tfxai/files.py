@@ -2,8 +2,8 @@
 
 - :func:`write_atomic` (and :func:`write_json`, :func:`write_csv`, :func:`save_model`): a crash
   never leaves half a file under the final name.
-- :func:`write_atomic_dir`: the same for a folder (a SavedModel, a web app): a temporary sibling
-  folder renamed onto the final name once complete.
+- :func:`write_atomic_dir` (and :func:`atomic_dir`): the same for a folder (a SavedModel, a web
+  app): a temporary sibling folder renamed onto the final name once complete.
 - :class:`OutputFolder`: the folders tfxai writes into. It refuses a folder that is, contains or
   lies inside an input, records every entry it writes in a marker file, never replaces a file
   that tfxai (or this command) did not write, and ``--overwrite`` removes only recorded entries.
@@ -149,20 +149,22 @@ def write_atomic(path: str, writer: Callable[[str], object]) -> str:
     return path
 
 
-def write_atomic_dir(path: str, writer: Callable[[str], object]) -> str:
-    """Call ``writer(tmp_folder)`` on a new, empty temporary sibling folder, then rename it onto
-    ``path`` (a SavedModel, a web app): a crash or a kill, even SIGKILL, leaves either no folder
-    or a complete one under ``path``, never half of one.
+@contextlib.contextmanager
+def atomic_dir(path: str):
+    """Yield a new, empty temporary folder beside ``path`` to write into; when the block ends
+    without an error it is renamed onto ``path`` (a SavedModel, a web app), else removed. A crash
+    or a kill, even SIGKILL, leaves either no folder or a complete one under ``path``, never half
+    of one.
 
     An existing ``path`` (an earlier export) is replaced: it is renamed aside and removed after
     the new folder is in place, so a kill between the two renames leaves no folder, not a mixed
-    one. A full disk raises :class:`OutputError` naming ``path``. Returns ``path``.
+    one. A full disk raises :class:`OutputError` naming ``path``.
     """
     path = os.path.abspath(path)
     tmp, old = _temp_beside(path, _temp_dir), None
     try:
         with _disk_full_named(path):
-            writer(tmp)
+            yield tmp
             if os.path.lexists(path):
                 old = _temp_dir(os.path.dirname(path))
                 os.replace(path, old)  # onto the empty folder just made: a name no one else uses
@@ -171,6 +173,13 @@ def write_atomic_dir(path: str, writer: Callable[[str], object]) -> str:
         for leftover in (tmp, old):
             if leftover and os.path.isdir(leftover):
                 shutil.rmtree(leftover, ignore_errors=True)
+
+
+def write_atomic_dir(path: str, writer: Callable[[str], object]) -> str:
+    """Call ``writer(tmp_folder)`` and rename the folder onto ``path`` (see :func:`atomic_dir`).
+    Returns ``path``."""
+    with atomic_dir(path) as tmp:
+        writer(tmp)
     return path
 
 

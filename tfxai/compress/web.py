@@ -22,11 +22,10 @@ its min-max normalisation, which the page applies. Only the head is differentiat
 gradient is written as ``dy * (y > 0)``: TFLite has no ReluGrad builtin, LiteRT.js no TF ops.
 
 The folder is built under a hidden temporary name beside the output and renamed at the end
-(:func:`replace_folder`): a failed or killed export leaves no half app under the final name.
+(:func:`tfxai.files.atomic_dir`): a failed or killed export leaves no half app under the final name.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -41,7 +40,7 @@ import numpy as np
 from .. import __version__
 from .._keras import keras, tf
 from ..errors import ModelFileError, OutputError, TfxaiError
-from ..files import MARKER_NAME, dumps_json, read_json, read_model_json, timestamp
+from ..files import MARKER_NAME, atomic_dir, dumps_json, read_json, read_model_json, timestamp
 from .measure import gzip_size
 
 log = logging.getLogger(__name__)
@@ -476,35 +475,6 @@ def check_app_target(path: str) -> None:
                           f"which 'tfxai {WEB_COMMAND}' did not write; choose a new folder for the web app")
 
 
-@contextlib.contextmanager
-def replace_folder(path: str):
-    """Yield a hidden temporary folder beside ``path``; on success it replaces ``path`` (an earlier
-    app is removed only once the new one is complete), on failure it is removed: a killed or
-    failed export never leaves a half-written app under the final name.
-
-    (Kept small and alone so that it can give way to a shared atomic-folder helper.)"""
-    final = os.path.abspath(path)
-    parent, base = os.path.dirname(final), os.path.basename(final.rstrip(os.sep))
-    try:
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
-    except OSError as err:
-        raise OutputError(f"cannot write in {parent!r}: {err.strerror or err}") from err
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a static server run by another user must read it
-        old = None
-        if os.path.lexists(final):
-            old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=parent)
-            os.replace(final, os.path.join(old, base))
-        os.replace(tmp, final)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 @dataclass(frozen=True)
 class WebExport:
     """What :func:`export_web` wrote: the folder, ``model.json`` as written, the Grad-CAM layer and
@@ -518,7 +488,7 @@ class WebExport:
 
 def export_web(checkpoint: str, output_dir: str, layer: str | None = None, clf=None) -> WebExport:
     """Write the web app for the ``.keras`` model at ``checkpoint`` into ``output_dir`` (replaced
-    atomically; see :func:`replace_folder`). ``clf``: the already loaded classifier (with any
+    atomically; see :func:`tfxai.files.atomic_dir`). ``clf``: the already loaded classifier (with any
     ``--threshold``/``--class-names`` given), else loaded from ``checkpoint``.
 
     One-line :class:`TfxaiError` (nothing written) for a missing runtime, an output that holds
@@ -537,7 +507,7 @@ def export_web(checkpoint: str, output_dir: str, layer: str | None = None, clf=N
     tflite = convert_web(module)
     card = read_card(checkpoint)
     facts = web_facts(clf, module, checkpoint, card, clf.ood is not None)
-    with replace_folder(output_dir) as tmp:
+    with atomic_dir(output_dir) as tmp:
         written = write_app(tmp, tflite, facts, guard_json(clf.ood),
                             card or minimal_card(clf.config, checkpoint), runtime)
         ops = tuple(tflite_ops(os.path.join(tmp, MODEL_FILE)))
