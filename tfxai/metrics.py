@@ -196,6 +196,22 @@ def threshold_for_sensitivity(y_true, p_pos, target: float) -> float:
     return float(pos[k - 1])
 
 
+def roc_auc_or_nan(y_true, p_pos) -> float:
+    """ROC-AUC of P(class 1) ``p_pos``; NaN when ``y_true`` does not hold both classes."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y_true)
+    return float(roc_auc_score(y, p_pos)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def specificity_at_sensitivity(y_true, p_pos, target: float) -> float:
+    """Best specificity among thresholds reaching sensitivity >= ``target`` on (y_true, p_pos)
+    itself (an optimistic operating point: the threshold is picked on the scored images)."""
+    y = np.asarray(y_true).reshape(-1)
+    t = threshold_for_sensitivity(y, p_pos, target)
+    return float((np.asarray(p_pos)[y == 0] < t).mean())
+
+
 def threshold_youden(y_true, p_pos) -> float:
     """Threshold maximising sensitivity + specificity - 1 (Youden's J) on the ROC curve."""
     from sklearn.metrics import roc_curve
