@@ -21,7 +21,8 @@ from ..files import (BEST_MODEL_NAME, RUN_CONFIG_NAME, format_bytes, free_bytes,
                      load_model, update_model_facts, write_json)
 from ..models import build_model, get_spec, set_backbone_trainable
 from ..ood import OODGuard, feature_model, features as ood_features, store_guard
-from .callbacks import BestCheckpoint, CurvePlotter, EpochTimer, drop_unfinished_checkpoints, read_history, repair_history
+from .callbacks import (BestCheckpoint, CurvePlotter, EpochTimer, drop_unfinished_checkpoints, read_history,
+                        repair_history)
 from .config import TrainConfig
 from .run_folder import BACKUP_DIR, STATE_NAME, prepare_output_dir
 from .schedules import CosineLearningRate, WeightEMA
