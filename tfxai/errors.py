@@ -25,11 +25,14 @@ class OutputError(TfxaiError, OSError):
 
 
 class FolderBusyError(OutputError):
-    """An output folder is in use by another running tfxai command; ``pid`` is that process."""
+    """An output folder is in use by another running tfxai command: ``holder`` says which
+    (``tfxai train (pid 4121, since ...)``), ``pid`` is its process id when known."""
 
-    def __init__(self, message: str, folder: str, pid: int | None):
-        super().__init__(message)
+    def __init__(self, folder: str, holder: str, pid: int | None):
+        super().__init__(f"output folder {folder!r} is in use by {holder}; wait for it to finish or choose "
+                         f"another output folder")
         self.folder = folder
+        self.holder = holder
         self.pid = pid
 
 

@@ -79,14 +79,16 @@ def free_bytes(path: str) -> int:
 
 def format_bytes(n: float) -> str:
     """``1536`` -> ``"1.5 KB"`` (powers of 1024)."""
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+    if abs(n) < 1024:
+        return f"{n:.0f} bytes"
+    for unit in ("KB", "MB", "GB"):
         n /= 1024
-    return f"{n:.1f} GB"
+        if abs(n) < 1024 or unit == "GB":
+            break
+    return f"{n:.1f} {unit}"
 
 
-def _disk_full_error(path: str, err: OSError) -> OutputError:
+def _disk_full_error(path: str) -> OutputError:
     return OutputError(f"the disk is full while writing {path!r} ({format_bytes(free_bytes(path))} free); free "
                        f"some space and run the same command again")
 
@@ -100,7 +102,7 @@ def _temp_beside(path: str, make: Callable[[str], str]) -> str:
         return make(folder)
     except OSError as err:
         if err.errno in _DISK_FULL:
-            raise _disk_full_error(path, err) from err
+            raise _disk_full_error(path) from err
         raise OutputError(f"cannot write in {folder!r}: {err.strerror or err}") from err
 
 
@@ -111,7 +113,7 @@ def _disk_full_named(path: str):
         yield
     except OSError as err:
         if err.errno in _DISK_FULL:
-            raise _disk_full_error(path, err) from err
+            raise _disk_full_error(path) from err
         raise
 
 
@@ -331,10 +333,6 @@ class FolderLock:
         self.path = os.path.join(self.folder, LOCK_NAME)
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self) -> "FolderLock":
         if self._fd is not None:
             raise RuntimeError(f"{self.path!r} is already held by this FolderLock")
@@ -348,7 +346,7 @@ class FolderLock:
             except BlockingIOError:
                 holder = self._holder(fd)
                 os.close(fd)
-                raise FolderBusyError(self._busy_message(holder), self.folder, holder.get("pid")) from None
+                raise FolderBusyError(self.folder, self._describe(holder), holder.get("pid")) from None
             # The file may have been removed by its last holder between our open and our lock:
             # then we hold a lock on a name no one else sees; start again on the current file.
             try:
@@ -400,14 +398,15 @@ class FolderLock:
             time.sleep(0.01)
         return {}
 
-    def _busy_message(self, holder: dict) -> str:
+    @staticmethod
+    def _describe(holder: dict) -> str:
+        """``tfxai train (pid 4121, since 2026-01-05T10:00:00+0000)`` from the holder's note."""
         who = f"tfxai {holder['command']}" if holder.get("command") else "another tfxai command"
         details = ", ".join(part for part in (
             f"pid {holder['pid']}" if holder.get("pid") else "",
             f"on {holder['host']}" if holder.get("host") and holder.get("host") != platform.node() else "",
             f"since {holder['started']}" if holder.get("started") else "") if part)
-        return (f"output folder {self.folder!r} is in use by {who}{f' ({details})' if details else ''}; wait "
-                f"for it to finish or choose another output folder")
+        return f"{who} ({details})" if details else who
 
 
 class OutputFolder:

@@ -387,10 +387,10 @@ def _train_in(config: TrainConfig, out: str, resuming: bool, splits, callbacks, 
              config.model_type, f"{model.count_params():,}", config.epochs, len(train_set), global_batch,
              strategy.num_replicas_in_sync, out)
     csv_path = os.path.join(out, "history.csv")
+    resumed_from = 0
     if resuming:
-        repair_history(csv_path)
-    resumed_from = len(read_history(csv_path).get("epoch", [])) if resuming else 0
-    if resuming:
+        repair_history(csv_path)  # a row cut short by a kill or a full disk
+        resumed_from = len(read_history(csv_path).get("epoch", []))
         log.info("resuming the unfinished run in %s after epoch %d", out, resumed_from)
 
     _fit(model, config, out, datasets, facts, len(train_set), strategy, callbacks)

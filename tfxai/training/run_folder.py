@@ -112,7 +112,7 @@ def prepare_output_dir(config: TrainConfig) -> tuple[str, bool, FolderLock]:
         out, resuming, lock = _resume_or_move(config, out, inputs)
     except FolderBusyError as busy:
         new, lock = _new_sibling(out, inputs)
-        log.warning("%s; writing this run to %s instead", str(busy).split("; wait")[0], new)
+        log.warning("%s is in use by %s; writing this run to %s instead", out, busy.holder, new)
         out, resuming = new, False
     try:
         OutputFolder(out, "train", inputs).claim(RUN_ENTRIES)
