@@ -52,19 +52,25 @@ def one_line_error(capsys) -> str:
 
 
 @pytest.fixture(scope="module")
-def app(web_model, tmp_path_factory):
-    """The app exported by the CLI (in this process: the model is already loaded by TensorFlow)."""
-    from tfxai.classifier import load_classifier
-    from tfxai.cli import main
+def web_runtime():
+    """LiteRT.js as `make install` puts it (web/node_modules); skip without it, fail under CI."""
     from tfxai.compress.web import find_runtime
     from tfxai.errors import TfxaiError
 
     try:
-        find_runtime()
+        return find_runtime()
     except TfxaiError as err:  # `make install` (and so `make test`) installs it; CI must have it
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{err} -- missing under CI=true")
         pytest.skip(str(err))
+
+
+@pytest.fixture(scope="module")
+def app(web_model, web_runtime, tmp_path_factory):
+    """The app exported by the CLI (in this process: the model is already loaded by TensorFlow)."""
+    from tfxai.classifier import load_classifier
+    from tfxai.cli import main
+
     folder = str(tmp_path_factory.mktemp("web-export") / "app")
     assert main(["export", "--checkpoint", web_model.path, "--target", "web", "--output-dir", folder]) == 0
     return SimpleNamespace(folder=folder, clf=load_classifier(web_model.path), model_path=web_model.path,
@@ -153,7 +159,8 @@ def test_tflite_scores_and_gradcam_equal_tfxai_keras(app, files):
             assert app.clf.ood.score(out["features"])[0] == pytest.approx(ood[i].score, rel=1e-4)
 
 
-def test_export_of_a_model_without_a_gradcam_layer_stops_with_one_line_and_writes_nothing(tmp_path, capsys):
+def test_export_of_a_model_without_a_gradcam_layer_stops_with_one_line_and_writes_nothing(web_runtime, tmp_path,
+                                                                                          capsys):
     from tfxai._keras import keras
     from tfxai.classifier import model_facts
     from tfxai.cli import main
