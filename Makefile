@@ -4,12 +4,20 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 MEDIAPIPE_VENV := .venv-mediapipe
+WEB_RUNTIME := web/node_modules/.package-lock.json
 
 .PHONY: install browser demo test test-fast
 
-install: $(MEDIAPIPE_VENV)/.installed
+install: $(MEDIAPIPE_VENV)/.installed $(WEB_RUNTIME)
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
+
+# The in-browser runtime of `tfxai export --target web` (LiteRT.js): npm ci installs exactly the
+# versions and integrity hashes of web/package-lock.json (no install scripts run); the export
+# copies it into the app folder, so a phone never loads it from a CDN.
+$(WEB_RUNTIME): web/package.json web/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: install Node.js 20 and npm, then run make install again"; exit 1; }
+	cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 demo: install
 	$(PYTHON) -m tfxai demo --output-dir demo_output

@@ -19,6 +19,13 @@ In one process: load the model, warm the engine up, start the server on a free l
 Prints a Markdown table (and writes ``--output`` JSON when given). Example:
 ``python scripts/benchmark_serve.py --checkpoint runs/mnv2/best_model.keras --images chest_xray_224/train/PNEUMONIA
 --first-images xray_1000px.jpeg``
+
+``--soak SECONDS`` measures something else: ``tfxai serve`` started as its own process, then for
+SECONDS ``--soak-clients`` threads keep uploading (``/api/predict`` with the Grad-CAM overlay, every
+tenth request a ``/api/predict/batch`` of 16) while ``--soak-explainers`` threads keep asking for
+the comparison of all four explanation methods (Grad-CAM, Grad-CAM++, Faster Score-CAM, LIME) and
+wait for each; the server's resident memory (VmRSS, Linux) is read every ``--soak-every`` seconds.
+Prints the memory-over-time table.
 """
 from __future__ import annotations
 
@@ -50,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the comparison of explanation methods (default on)")
     p.add_argument("--output", help="also write the numbers to this JSON file")
+    soak = p.add_argument_group("--soak: memory over time under mixed load (see above)")
+    soak.add_argument("--soak", type=float, default=0, metavar="SECONDS", help="run the soak for this long instead")
+    soak.add_argument("--soak-clients", type=int, default=4, help="concurrent upload clients (default 4)")
+    soak.add_argument("--soak-explainers", type=int, default=2,
+                      help="clients asking for explanation jobs, each waiting for its job (default 2)")
+    soak.add_argument("--soak-every", type=float, default=60, help="seconds between memory readings (default 60)")
     return p
 
 
@@ -100,6 +113,148 @@ def run_clients(port: int, path: str, payloads: list[tuple[str, bytes]], clients
     return {"seconds": time.perf_counter() - start, "latencies": latencies, "statuses": statuses}
 
 
+# ----------------------------------------------------------------------------- soak
+EXPLAIN_METHODS = "gradcam,gradcam++,faster-scorecam,lime"
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (VmRSS from /proc, Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class SoakLoad:
+    """Upload and explanation clients against ``port`` until ``stop`` is set, with counters."""
+
+    def __init__(self, port: int, payloads: list[tuple[str, bytes]]):
+        self.port, self.payloads = port, payloads
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.counts = {"uploads": 0, "jobs_done": 0, "jobs_refused": 0, "errors": 0}
+        self.statuses: dict[int, int] = {}
+
+    def _count(self, key: str, status: int | None = None) -> None:
+        with self.lock:
+            self.counts[key] += 1
+            if status is not None:
+                self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def uploader(self, seed: int) -> None:
+        import httpx
+
+        i = seed
+        with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=300) as client:
+            while not self.stop.is_set():
+                i += 1
+                if i % 10 == 0:
+                    chunk = [self.payloads[(i + k) % len(self.payloads)] for k in range(16)]
+                    r = client.post("/api/predict/batch?overlay_size=160", files=[("file", p) for p in chunk])
+                    n = len(chunk)
+                else:
+                    r = client.post("/api/predict", files={"file": self.payloads[i % len(self.payloads)]})
+                    n = 1
+                with self.lock:
+                    self.statuses[r.status_code] = self.statuses.get(r.status_code, 0) + 1
+                    self.counts["uploads" if r.status_code == 200 else "errors"] += n
+
+    def explainer(self, seed: int) -> None:
+        import httpx
+
+        i = seed
+        with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=300) as client:
+            while not self.stop.is_set():
+                i += 7
+                r = client.post(f"/api/explain?methods={EXPLAIN_METHODS}",
+                                files={"file": self.payloads[i % len(self.payloads)]})
+                if r.status_code == 429:
+                    self._count("jobs_refused", 429)
+                    self.stop.wait(1.0)
+                    continue
+                if r.status_code != 202:
+                    self._count("errors", r.status_code)
+                    continue
+                job = r.json()
+                while job["status"] not in ("done", "error") and not self.stop.is_set():
+                    self.stop.wait(0.5)
+                    job = client.get(f"/api/explain/{job['id']}").json()
+                if job["status"] == "done":
+                    self._count("jobs_done", 200)
+                elif job["status"] == "error":
+                    self._count("errors", 500)
+
+
+def soak(args) -> int:
+    """``tfxai serve`` as its own process under mixed load for ``args.soak`` seconds; its memory
+    over time as a Markdown table."""
+    import socket
+    import subprocess
+
+    import httpx
+
+    from tfxai.data.folders import list_images
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    paths = list_images(args.images)[:args.max_images]
+    payloads = [(os.path.basename(p), open(p, "rb").read()) for p in paths]
+    server = subprocess.Popen([sys.executable, "-m", "tfxai", "serve", "--checkpoint", args.checkpoint,
+                               "--port", str(port), "--batch-size", str(args.batch_size),
+                               "--lime-samples", str(args.lime_samples)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() - t0 > 300:
+            raise RuntimeError(f"tfxai serve did not start: {server.stderr.read()[-2000:]}")
+        time.sleep(0.5)
+    print(f"tfxai serve (pid {server.pid}) ready after {time.monotonic() - t0:.1f} s, "
+          f"{rss_mb(server.pid):.0f} MB; soak for {args.soak:.0f} s with {args.soak_clients} upload and "
+          f"{args.soak_explainers} explanation client(s), {len(payloads)} X-rays", flush=True)
+    load = SoakLoad(port, payloads)
+    threads = ([threading.Thread(target=load.uploader, args=(k,)) for k in range(args.soak_clients)]
+               + [threading.Thread(target=load.explainer, args=(k,)) for k in range(args.soak_explainers)])
+    rows = []
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    try:
+        while True:
+            with load.lock:
+                row = {"seconds": time.monotonic() - start, "rss_mb": rss_mb(server.pid), **load.counts}
+            rows.append(row)
+            print(f"{row['seconds']:6.0f} s  RSS {row['rss_mb']:7.1f} MB  uploads {row['uploads']}  explanation jobs "
+                  f"{row['jobs_done']} (refused {row['jobs_refused']})  errors {row['errors']}", flush=True)
+            if row["seconds"] >= args.soak or server.poll() is not None:
+                break
+            time.sleep(min(args.soak_every, max(0.0, args.soak - row["seconds"])))
+    finally:
+        load.stop.set()
+        for t in threads:
+            t.join(600)
+        server.send_signal(2)  # Ctrl-C: a normal stop
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    print(f"\nstatuses seen: {dict(sorted(load.statuses.items()))}")
+    print("\n| minutes | server RSS (MB) | images answered | explanation jobs done (4 methods each) | errors |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['seconds'] / 60:.1f} | {r['rss_mb']:.0f} | {r['uploads']} | {r['jobs_done']} | {r['errors']} |")
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            json.dump({"checkpoint": args.checkpoint, "rows": rows, "statuses": load.statuses}, f, indent=1)
+    return 0 if server.returncode in (0, -2, 130) and not load.counts["errors"] else 1
+
+
 # ----------------------------------------------------------------------------- server side
 def _rate(fn, x, repeats: int = 3) -> float:
     fn(x[:2])
@@ -113,6 +268,8 @@ def _rate(fn, x, repeats: int = 3) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.soak:
+        return soak(args)
     import numpy as np
 
     from tfxai.classifier import load_classifier

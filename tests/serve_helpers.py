@@ -59,7 +59,7 @@ def bad_uploads() -> dict[str, tuple[str, bytes, str]]:
         "empty": ("empty.png", b"", "empty"),
         "truncated": ("cut.jpeg", truncated_jpeg(), "truncated"),
         "text_renamed_png": ("notes.png", b"this is a text file, not an X-ray\n" * 20, "not a readable image"),
-        "png_20000x20000": ("huge.png", png_header_only(20000, 20000), "enormous"),
+        "png_20000x20000": ("huge.png", png_header_only(20000, 20000), "TFXAI_MAX_PIXELS"),
         "png_over_pixel_limit": ("big.png", png_header_only(8000, 8000), "over the limit"),
         "malformed_dicom": ("scan.dcm", malformed_dicom(), "DICOM"),
         "script_name_corrupt": ('<script>alert(1)</script>.png', b"\x89PNG\r\n\x1a\nbroken", "not a readable image"),

@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -75,7 +76,8 @@ def test_predict_cli_single_image_prints_class_and_writes_overlay(tmp_path, trai
     out = tmp_path / "overlay.png"
     assert main(["predict", "--image", path, "--checkpoint", trained_run.model_path, "--output", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert ("PNEUMONIA (confidence" in printed) or ("NORMAL (confidence" in printed)
+    assert re.search(r"(PNEUMONIA \(P\(PNEUMONIA\) \d\.\d{3} >=|NORMAL \(P\(PNEUMONIA\) \d\.\d{3} <) threshold "
+                     r"0\.\d{3}; NORMAL", printed), printed
     overlay = cv2.imread(str(out))
     assert overlay is not None and overlay.shape[1] % (2 * 32) == 0  # original and overlay side by side, enlarged
 
@@ -128,6 +130,21 @@ def test_console_entry_point_and_scripts_wrap_the_cli():
     assert out.returncode == 0
     for cmd in ("train", "evaluate", "predict", "explain", "prune", "export", "demo", "serve"):
         assert cmd in out.stdout
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_tensorflow_start_up_log_is_shown_only_with_debug(tmp_path, debug):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFXAI_DEBUG")}
+    # evaluate loads TensorFlow and a model before it finds the file missing.
+    argv = [sys.executable, "-m", "tfxai", "evaluate", "--checkpoint", str(tmp_path / "none.keras"),
+            "--folder", str(tmp_path)] + (["--debug"] if debug else [])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode != 0
+    native = [line for line in out.stderr.splitlines() if re.match(r"^[IWE]\d{4} |^WARNING: All log messages", line)]
+    assert bool(native) == debug, out.stderr[-2000:]
+    if not debug:
+        assert out.stderr.strip().splitlines() == [line for line in out.stderr.strip().splitlines()
+                                                   if line.startswith("tfxai evaluate: error:")]
 
 
 def test_evaluate_with_test_time_augmentation_averages_views(tmp_path, trained_run, synthetic_dir):

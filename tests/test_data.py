@@ -78,7 +78,11 @@ def test_patient_ids_from_kermany_names():
     assert data.patient_id("person1234_virus_99.jpeg") == "person1234"
     assert data.patient_id("IM-0115-0001.jpeg") == "im-0115"
     assert data.patient_id("NORMAL2-IM-0383-0001.jpeg") == "normal2-im-0383"
-    assert data.patient_id("scan_17.png") == "scan_17"
+    # No pattern: the image is its own patient (same-named files in two folders, or every entry
+    # of a MedMNIST .npz, are not one patient).
+    assert data.patient_id("scan_17.png") == "scan_17.png"
+    assert data.patient_id("a/image.dcm") != data.patient_id("b/image.dcm")
+    assert data.patient_id("pneumoniamnist.npz:test[3]") != data.patient_id("pneumoniamnist.npz:test[4]")
 
 
 def test_grouped_split_keeps_patients_on_one_side_and_stratifies():

@@ -152,3 +152,17 @@ def test_cli_missing_image_is_a_user_error(checkpoint, tmp_path, capsys):
     assert main(["explain", "--checkpoint", checkpoint, "--image", missing,
                  "--output-dir", str(tmp_path / "o")]) == 2
     assert missing in capsys.readouterr().err
+
+
+def test_explain_batch_size_reaches_every_method(checkpoint, xray_dir):
+    """`tfxai explain --batch-size 7`: every method's explainer makes model calls of at most 7 images."""
+    from tfxai.cli import build_parser
+    from tfxai.commands.explain import settings_from_args
+    from tfxai.explain import METHODS
+    from tfxai.explain.run import ModelExplainers
+
+    args = build_parser(only="explain").parse_args(
+        ["explain", "--checkpoint", checkpoint, "--image", _first_image(xray_dir, "NORMAL"),
+         "--methods", ",".join(METHODS), "--batch-size", "7", "--output-dir", "unused"])
+    explainers = ModelExplainers(checkpoint, settings_from_args(args)).explainers
+    assert {m: e.batch_size for m, e in explainers.items()} == {m: 7 for m in METHODS}

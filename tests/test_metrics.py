@@ -133,3 +133,49 @@ def test_bootstrap_over_patients_is_wider_than_over_images_when_patients_repeat(
     by_image = confidence_intervals(y, p, n_boot=400)["roc_auc"]
     by_patient = confidence_intervals(y, p, groups=np.repeat(np.arange(60), 10), n_boot=400)["roc_auc"]
     assert by_patient[1] - by_patient[0] > 1.5 * (by_image[1] - by_image[0])
+
+
+@pytest.mark.parametrize("groups", [np.zeros(200, int), np.arange(200) % 6])
+def test_too_few_patients_give_no_bootstrap_interval_and_a_warning(groups, caplog):
+    from tfxai.metrics import confidence_intervals
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(0.4 * y + rng.normal(0.3, 0.2, 200), 0, 1)
+    ci = confidence_intervals(y, p, groups=groups, n_boot=100)
+    assert not set(ci) & {"roc_auc", "pr_auc", "f1"}  # rather than a zero-width (or six-point) interval
+    assert "accuracy" in ci  # Wilson intervals need no groups
+    assert f"from {len(set(groups))} patient(s)" in caplog.text
+
+
+def _medmnist_npz(path, images, labels) -> None:
+    """A MedMNIST-layout .npz (train/val/test images and labels) from ``images`` (N, S, S) uint8."""
+    n = len(labels)
+    parts = {"train": slice(0, n // 3), "val": slice(n // 3, 2 * n // 3), "test": slice(0, n)}
+    np.savez(path, **{f"{k}_images": images[s] for k, s in parts.items()},
+             **{f"{k}_labels": labels[s].reshape(-1, 1) for k, s in parts.items()})
+
+
+def test_evaluate_on_an_npz_gives_intervals_of_non_zero_width(tmp_path, trained_run, synthetic_dir, capsys):
+    """Issue 22: every entry of a .npz shares the file's stem; taken as one patient, every bootstrap
+    resample was the whole set and ROC-AUC, PR-AUC and F1 had intervals of zero width."""
+    import json
+
+    from tfxai.cli import main
+    from tfxai.data import load_folder_split
+
+    test = load_folder_split(synthetic_dir, "test", 32, 1, "pad", cache_dir=None, progress=False)
+    labels = test.labels.copy()
+    labels[::6] = 1 - labels[::6]  # some wrong labels: the model must not be perfect on them
+    npz = tmp_path / "synthmnist.npz"
+    _medmnist_npz(npz, test.images[..., 0], labels)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", trained_run.model_path, "--data-dir", str(npz), "--split", "test",
+                 "--output-dir", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["patients"] == len(labels)
+    for key in ("roc_auc", "pr_auc", "f1"):
+        low, high = report["ci95"][key]
+        assert high - low > 0.01, (key, low, high)
+        assert low <= report["metrics"][key] <= high, key
+    assert f"bootstrap over {len(labels)} patients" in capsys.readouterr().out

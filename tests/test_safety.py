@@ -240,6 +240,43 @@ def test_the_pixel_limit_is_configurable(tmp_path, monkeypatch):
         decode_image(path)
 
 
+def _jpeg_header(width: int, height: int) -> bytes:
+    """A real 16 x 16 JPEG whose frame header (SOF0) is rewritten to declare ``width`` x ``height``:
+    a valid-looking large X-ray in a few hundred bytes, never decoded here."""
+    ok, buf = cv2.imencode(".jpeg", np.full((16, 16), 128, np.uint8))
+    data = bytearray(buf.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def test_a_valid_image_over_the_limit_names_its_size_the_limit_and_how_to_raise_it(tmp_path, trained_run, capsys):
+    """Issue 22: a 15000 x 15000 JPEG (225 Mpx, over Pillow's own 179 Mpx bomb limit) is refused by
+    tfxai's limit, whose message says how to raise it; Pillow's limit is left as it was."""
+    from PIL import Image
+
+    from tfxai.data import decode_bytes
+    from tfxai.data.decode import _raster_size
+
+    big = _jpeg_header(15000, 15000)
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ValueError) as err:
+        decode_bytes(big, "big.jpeg")
+    message = str(err.value)
+    assert "15000x15000 pixels" in message and "50,000,000 pixels" in message
+    assert "TFXAI_MAX_PIXELS=225000000" in message and "bomb" not in message
+    # Pillow's own limit does not stop the header read (tfxai's limit decides), and is restored.
+    assert _raster_size(big, "big.jpeg") == (15000, 15000)
+    assert Image.MAX_IMAGE_PIXELS == pil_limit
+    # The same line reaches the user of `tfxai predict` on a folder.
+    inbox = tmp_path / "inbox"
+    _xrays(inbox, 1)
+    (inbox / "big.jpeg").write_bytes(big)
+    assert main(["predict", "--image", str(inbox), "--checkpoint", trained_run.model_path, "--output",
+                 str(tmp_path / "p.csv"), "--no-gradcam", "--no-progress"]) == 0
+    assert "15000x15000 pixels, over the limit of 50,000,000 pixels" in capsys.readouterr().out
+
+
 def test_fifo_and_device_links_are_skipped_not_read(tmp_path, trained_run):
     inbox = tmp_path / "inbox"
     _xrays(inbox, 2)
@@ -405,6 +442,105 @@ def test_a_full_disk_is_one_message_and_the_run_resumes(tmp_path, synthetic_dir)
     assert json.load(open(tmp_path / "run" / "run_config.json"))["status"] == "running"
     r = train(_tiny(synthetic_dir, tmp_path / "run", epochs=3))
     assert r.output_dir == str(tmp_path / "run") and r.resumed_from_epoch >= 1
+
+
+def _train_argv(data_dir, out) -> list[str]:
+    return ["train", "--data-dir", str(data_dir), "--output-dir", str(out), "--model-type", "custom_cnn",
+            "--epochs", "3", "--image-size", "32", "--model-options", json.dumps({"width": 8, "depth": 2}),
+            "--cache-dir", "none", "--no-progress"]
+
+
+def _history_epochs(run) -> list[int]:
+    """history.csv's epoch column as written: every row, none merged."""
+    with open(os.path.join(run, "history.csv"), newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def _assert_stopped_whole(run) -> None:
+    """After a failed run: every file under its final name is whole, nothing temporary is left,
+    and the run is marked unfinished (so the same command resumes it)."""
+    from tfxai.files import load_model
+
+    assert json.load(open(run / "run_config.json"))["status"] == "running"
+    if (run / "best_model.keras").exists():
+        load_model(str(run / "best_model.keras"))
+    if (run / "history.csv").exists():
+        assert (run / "history.csv").read_bytes().endswith(b"\n")
+        _history_epochs(run)
+    leftovers = [os.path.join(root, name) for root, dirs, files in os.walk(run) for name in dirs + files
+                 if name.startswith(".tmp-") or "_temp" in name or "tempstate" in name]
+    assert leftovers == []
+
+
+def test_a_full_disk_while_saving_the_resume_checkpoint_is_one_line_and_the_run_resumes(
+        tmp_path, synthetic_dir, monkeypatch, capsys):
+    """Issue 22: TensorFlow's ResourceExhaustedError from the BackupAndRestore save (what a full
+    disk raises there) is one line naming the folder and the space needed; the same command
+    resumes once there is room."""
+    import tensorflow as tf
+
+    out = tmp_path / "run"
+    real_save, saves = tf.train.CheckpointManager.save, []
+
+    def full_on_the_second_save(self, *args, **kwargs):
+        saves.append(self.directory)
+        if len(saves) == 2:  # epoch 2: TensorFlow's own message, half a checkpoint left behind
+            half = os.path.join(self.directory, "ckpt-2_temp")
+            os.makedirs(half)
+            with open(os.path.join(half, "part-00000-of-00001.data-00000-of-00001.tempstate1"), "wb") as f:
+                f.write(b"\0" * 100)
+            raise tf.errors.ResourceExhaustedError(None, None, f"{half}/part-00000-of-00001.data-00000-of-00001"
+                                                   f".tempstate1; No space left on device [Op:SaveV2]")
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full_on_the_second_save)
+    assert main(_train_argv(synthetic_dir, out)) == 2
+    line = _one_line_error(capsys)
+    assert f"the disk is full under {str(out)!r}" in line and "free; this run needs about" in line
+    assert "it resumes" in line
+    _assert_stopped_whole(out)
+    assert _history_epochs(out) == [0]
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)  # space freed
+    assert main(_train_argv(synthetic_dir, out)) == 0
+    assert f"resuming the unfinished run in {out} after epoch 1" in capsys.readouterr().out
+    assert _history_epochs(out) == [0, 1, 2]
+    assert json.load(open(out / "run_config.json"))["status"] == "finished"
+
+
+def test_training_on_a_full_tmpfs_is_one_line_and_resumes_when_it_grows(tmp_path, synthetic_dir, capsys):
+    """The same on a real full filesystem: a 64 KB tmpfs (needs root; skipped where it cannot be
+    mounted), grown to 8 MB for the resume."""
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        out = mnt / "run"
+        assert main(_train_argv(synthetic_dir, out)) == 2
+        line = _one_line_error(capsys)
+        assert f"the disk is full under {str(out)!r}" in line and "free; this run needs about" in line
+        _assert_stopped_whole(out)
+        subprocess.run(["mount", "-o", "remount,size=8m", str(mnt)], check=True)
+        assert main(_train_argv(synthetic_dir, out)) == 0
+        assert _history_epochs(out) == [0, 1, 2]
+        assert json.load(open(out / "run_config.json"))["status"] == "finished"
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_partial_history_row_is_cut_before_a_resumed_run_appends(tmp_path):
+    from tfxai.training.callbacks import read_history, repair_history
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n0,0.5\n1,0.4")  # killed while writing epoch 1's row
+    repair_history(str(path))
+    with open(path, "a") as f:  # what CSVLogger appends on the resume
+        f.write("1,0.41\n2,0.3\n")
+    assert read_history(str(path)) == {"epoch": [0.0, 1.0, 2.0], "loss": [0.5, 0.41, 0.3]}
 
 
 def test_a_run_killed_in_its_first_epoch_restarts_in_place(tmp_path, synthetic_dir):

@@ -469,3 +469,15 @@ def test_serve_command_answers_over_http_and_stops_on_ctrl_c(trained_run, images
     reader.join(5)
     assert proc.returncode == 0, "".join(lines)
     assert "tfxai serve: stopped" in "".join(lines)
+
+
+def test_serve_caps_malloc_arenas_unless_the_environment_sets_them(monkeypatch):
+    """Issue 22: one glibc malloc arena per thread let the server's memory grow under load."""
+    import platform
+
+    from tfxai.commands.serve import cap_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert cap_malloc_arenas() is False  # the user's setting stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert cap_malloc_arenas() is (platform.libc_ver()[0] == "glibc")

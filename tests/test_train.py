@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -203,3 +204,135 @@ def test_select_epoch_last_keeps_the_last_epoch_where_val_loss_keeps_the_lowest(
     # A diverged epoch is never kept, even as the last one.
     cb.on_epoch_end(4, {"val_loss": float("nan"), "loss": 1.0})
     assert json.loads(state.read_text())["best_epoch"] == 4
+
+
+def _history_rows(run_dir) -> list[int]:
+    """The epoch column of history.csv as written, every row (read_history keeps the last per epoch)."""
+    import csv
+
+    with open(os.path.join(run_dir, "history.csv"), newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_two_trainings_started_into_one_folder_never_interleave(tmp_path, synthetic_dir):
+    """Issue 22: a run started while another trains into the same --output-dir gets a folder of
+    its own (naming the other process), so neither history.csv nor the model is mixed."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out, go = tmp_path / "runs" / "x", tmp_path / "go"
+    # The first run pauses after its first epoch until the second has finished: a real overlap.
+    first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import os, time
+        from tfxai._keras import keras
+        from tfxai.training import TrainConfig, train
+
+        class Pause(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                deadline = time.monotonic() + 120
+                while epoch == 0 and not os.path.exists({str(go)!r}) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+
+        train(TrainConfig({synthetic_dir!r}, "custom_cnn", {str(out)!r}, epochs=2, image_size=32, batch_size=32,
+                          model_options={TINY!r}, augment_config={{"hflip": False}}, max_train_images=64,
+                          cache_dir=None, verbose=0),
+              callbacks=[Pause()])  # the settings the command below gives
+    """)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "history.csv").exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (out / "history.csv").exists(), first.communicate()[0][-2000:]
+        second = subprocess.run([sys.executable, "-m", "tfxai", "train", "--data-dir", synthetic_dir,
+                                 "--output-dir", str(out), "--model-type", "custom_cnn", "--epochs", "2",
+                                 "--image-size", "32", "--model-options", json.dumps(TINY), "--max-train-images", "64",
+                                 "--cache-dir", "none", "--no-progress"], env=env, capture_output=True, text=True,
+                                timeout=300)
+    finally:
+        go.touch()
+        log = first.communicate(timeout=300)[0]
+    assert first.returncode == 0, log[-2000:]
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"in use by tfxai train (pid {first.pid}" in second.stderr
+    assert f"writing this run to {out}-2" in second.stderr
+    assert _history_rows(out) == [0, 1]
+    assert _history_rows(f"{out}-2") == [0, 1]
+    for run in (out, f"{out}-2"):
+        assert json.load(open(os.path.join(run, "run_config.json")))["status"] == "finished"
+        assert not os.path.exists(os.path.join(run, ".tfxai-lock"))
+
+
+# ----------------------------------------------------------------------------- several machines
+def _workers(tmp_path, synthetic_dir, epochs: int) -> list[subprocess.Popen]:
+    """Two `tfxai train --strategy multiworker` processes forming a cluster on loopback ports,
+    each with its own TF_CONFIG index and run folder (w0, w1)."""
+    import socket
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sockets = [socket.socket() for _ in range(2)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]}
+    for s in sockets:
+        s.close()
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "tfxai", "train", "--strategy", "multiworker", "--data-dir", synthetic_dir,
+             "--output-dir", str(tmp_path / f"w{index}"), "--model-type", "custom_cnn", "--epochs", str(epochs),
+             "--patience", str(epochs), "--image-size", "32", "--model-options", '{"width": 4, "depth": 1}',
+             "--max-train-images", "64", "--cache-dir", "none", "--no-progress"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def _stop(procs) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+
+
+def test_two_multiworker_processes_on_loopback_end_with_the_same_weights(tmp_path, synthetic_dir):
+    import numpy as np
+
+    from tfxai.files import load_model
+
+    procs = _workers(tmp_path, synthetic_dir, epochs=2)
+    try:
+        outs = [p.communicate(timeout=180) for p in procs]
+    finally:
+        _stop(procs)
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        assert "on 2 replica(s)" in out  # one replica per worker: a real two-process cluster
+    w0, w1 = (load_model(str(tmp_path / f"w{i}" / "best_model.keras")).get_weights() for i in range(2))
+    assert len(w0) == len(w1) > 0
+    for a, b in zip(w0, w1):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    h0, h1 = (read_history(str(tmp_path / f"w{i}" / "history.csv")) for i in range(2))
+    assert h0["loss"] == pytest.approx(h1["loss"], abs=1e-6) and len(h0["loss"]) == 2
+
+
+def test_a_killed_worker_stops_the_other_in_one_line_instead_of_a_hang(tmp_path, synthetic_dir):
+    procs = _workers(tmp_path, synthetic_dir, epochs=500)
+    try:
+        history = tmp_path / "w0" / "history.csv"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and procs[0].poll() is None and not (
+                history.exists() and len(history.read_text().splitlines()) >= 2):
+            time.sleep(0.2)
+        assert procs[0].poll() is None, procs[0].communicate()[1][-2000:]
+        procs[1].kill()  # worker 1 dies mid-run
+        killed = time.monotonic()
+        _, err = procs[0].communicate(timeout=90)  # bounded: a hang fails here
+        waited = time.monotonic() - killed
+    finally:
+        _stop(procs)
+    assert procs[0].returncode == 2, err[-2000:]
+    errors = [line for line in err.splitlines() if line.startswith("tfxai train: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err[-2000:]
+    assert "multi-worker training stopped" in errors[0] and "stopped answering" in errors[0]
+    assert f"resumes in {str(tmp_path / 'w0')!r}" in errors[0]
+    assert waited < 60, f"the surviving worker took {waited:.0f} s to stop"

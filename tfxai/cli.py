@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from . import __version__
 from .commands._args import Parser, add_debug, config_error_message
 from .data.decode import max_file_bytes, max_pixels
-from .errors import ConfigError, TfxaiError
+from .errors import DEBUG_ENV, ConfigError, TfxaiError
 
 COMMANDS = {
     "train": "train a pneumonia-vs-normal classifier on a folder of X-rays or a MedMNIST .npz",
@@ -23,10 +24,10 @@ COMMANDS = {
     "predict": "classify X-ray files (JPEG/PNG/DICOM) and save Grad-CAM overlays",
     "explain": "Grad-CAM, Grad-CAM++, Score-CAM and LIME side by side, with faithfulness measures",
     "prune": "one-shot vs iterative magnitude pruning (tfmot), measured",
-    "export": "TFLite export (float32/dynamic/float16/int8) and SavedModel, measured",
+    "export": "TFLite export (float32/dynamic/float16/int8) and SavedModel, measured; an Android file; an offline web app",
     "ensemble": "several trained models (the folds of a k-fold run, or seeds) as one model with its own threshold",
     "demo": "generate synthetic X-rays, train, evaluate and explain in a few minutes, offline",
-    "serve": "a local web page and JSON API: drop X-rays, see the class, probability and Grad-CAM",
+    "serve": "a local web page and JSON API: drop X-rays, see the class, probability and Grad-CAM (--web: an exported web app)",
 }
 
 
@@ -82,6 +83,8 @@ def _setup_logging(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:  # before anything loads TensorFlow: its C++ log is shown (tfxai._keras)
+        os.environ[DEBUG_ENV] = "1"
     command = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser(only=command)
     try:

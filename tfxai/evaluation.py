@@ -128,7 +128,8 @@ def evaluate(classifier: Classifier, images: np.ndarray, labels: np.ndarray, out
     """Score ``images`` (uint8 (N, S, S, C)) against ``labels`` and write the report files.
 
     Every metric gets a 95 % confidence interval (``ci95``: Wilson for proportions, a bootstrap
-    over patients, taken from ``paths``, for ROC-AUC, PR-AUC and F1); images the
+    over patients, taken from ``paths`` (:func:`tfxai.data.patient_id`; ``patients`` counts them),
+    for ROC-AUC, PR-AUC and F1, left out when there are too few patients); images the
     out-of-distribution guard flags are counted (``ood_flagged``) and marked in predictions.csv.
     Returns the report dict (also in ``output_dir/metrics.json``).
     """
@@ -144,8 +145,9 @@ def evaluate(classifier: Classifier, images: np.ndarray, labels: np.ndarray, out
     m = metrics_lib.classification_metrics(labels, proba, thr)
     m["ece"], _ = metrics_lib.expected_calibration_error(labels, proba)
     ood = classifier.check_ood(images)
-    out.update(metrics=m, ci95=metrics_lib.confidence_intervals(labels, proba, thr, [patient_id(p) for p in paths],
-                                                                opts.n_boot),
+    patients = [patient_id(p) for p in paths]
+    out.update(metrics=m, ci95=metrics_lib.confidence_intervals(labels, proba, thr, patients, opts.n_boot),
+               patients=len(set(patients)),
                class_counts={c: int((labels == i).sum()) for i, c in enumerate(names)},
                ood_flagged=int(sum(r.flag for r in ood)), ood_guard=classifier.ood is not None)
     if val_proba is not None:

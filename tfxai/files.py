@@ -2,9 +2,13 @@
 
 - :func:`write_atomic` (and :func:`write_json`, :func:`write_csv`, :func:`save_model`): a crash
   never leaves half a file under the final name.
+- :func:`write_atomic_dir` (and :func:`atomic_dir`): the same for a folder (a SavedModel, a web
+  app): a temporary sibling folder renamed onto the final name once complete.
 - :class:`OutputFolder`: the folders tfxai writes into. It refuses a folder that is, contains or
   lies inside an input, records every entry it writes in a marker file, never replaces a file
   that tfxai (or this command) did not write, and ``--overwrite`` removes only recorded entries.
+  :meth:`OutputFolder.lock` holds it for one command (:class:`FolderLock`), so two commands never
+  write into one folder at once.
 - :func:`write_csv` neutralises spreadsheet formulas in text cells (OWASP CSV injection).
 - Models: ``.keras`` files carry the facts needed to decide (class names, threshold,
   preprocessing, image size, temperature) inside the file (``tfxai.json`` in the zip), so a model
@@ -20,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import secrets
 import shutil
 import tempfile
 import time
@@ -29,42 +34,191 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from . import __version__
-from .errors import ModelFileError, OutputError
+from .errors import FolderBusyError, ModelFileError, OutputError
 
 log = logging.getLogger(__name__)
 
 RUN_CONFIG_NAME = "run_config.json"
 BEST_MODEL_NAME = "best_model.keras"
 MARKER_NAME = ".tfxai-output.json"
+LOCK_NAME = ".tfxai-lock"
 MODEL_FACTS_NAME = "tfxai.json"  # entry inside a .keras zip
 _TMP_PREFIX = ".tmp-"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 # ----------------------------------------------------------------------------- atomic writes
+def _tmp_prefix() -> str:
+    # The writer's pid in the name: a temporary entry left by a killed process can be told from
+    # one being written now (remove_stale_temps).
+    return f"{_TMP_PREFIX}{os.getpid()}-"
+
+
+def is_disk_full(err: BaseException | None) -> bool:
+    """True for a full disk or an exhausted quota, or an error caused by one: ``OSError``
+    ENOSPC/EDQUOT, or TensorFlow's ``ResourceExhaustedError`` from a checkpoint save ("No space
+    left on device")."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in _DISK_FULL:
+            return True
+        text = str(err)
+        if type(err).__name__ == "ResourceExhaustedError" and ("No space left" in text or "quota" in text.lower()):
+            return True
+        err = err.__cause__
+    return False
+
+
+def free_bytes(path: str) -> int:
+    """Bytes free for this user on the filesystem holding ``path`` (its nearest existing parent)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def format_bytes(n: float) -> str:
+    """``1536`` -> ``"1.5 KB"`` (powers of 1024)."""
+    if abs(n) < 1024:
+        return f"{n:.0f} bytes"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1024
+        if abs(n) < 1024 or unit == "GB":
+            break
+    return f"{n:.1f} {unit}"
+
+
+def _disk_full_error(path: str) -> OutputError:
+    return OutputError(f"the disk is full while writing {path!r} ({format_bytes(free_bytes(path))} free); free "
+                       f"some space and run the same command again")
+
+
+def _temp_beside(path: str, make: Callable[[str], str]) -> str:
+    """``make(folder)``: a new temporary entry in ``path``'s folder (created if needed); a full
+    disk or an unwritable folder is an :class:`OutputError` naming it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        return make(folder)
+    except OSError as err:
+        if err.errno in _DISK_FULL:
+            raise _disk_full_error(path) from err
+        raise OutputError(f"cannot write in {folder!r}: {err.strerror or err}") from err
+
+
+@contextlib.contextmanager
+def _disk_full_named(path: str):
+    """A full disk inside the block is an :class:`OutputError` naming ``path``."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in _DISK_FULL:
+            raise _disk_full_error(path) from err
+        raise
+
+
+def _temp_file(folder: str, suffix: str) -> str:
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=suffix, dir=folder)
+    os.close(fd)
+    return tmp
+
+
+def _temp_dir(folder: str) -> str:
+    """A new empty folder with a temporary name in ``folder``; unlike ``mkdtemp`` (0700) it gets
+    the usual permissions, which the final folder keeps after the rename."""
+    while True:
+        tmp = os.path.join(folder, f"{_tmp_prefix()}{secrets.token_hex(4)}")
+        try:
+            os.mkdir(tmp)
+            return tmp
+        except FileExistsError:
+            continue
+
+
 def write_atomic(path: str, writer: Callable[[str], object]) -> str:
     """Call ``writer(tmp_path)`` then rename onto ``path``: a crash never leaves half a file.
 
     A full disk raises :class:`OutputError` naming ``path`` (the old file, if any, is intact).
     """
-    folder = os.path.dirname(os.path.abspath(path))
+    tmp = _temp_beside(path, lambda folder: _temp_file(folder, os.path.splitext(path)[1]))
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=os.path.splitext(path)[1], dir=folder)
-    except OSError as err:
-        raise OutputError(f"cannot write in {folder!r}: {err.strerror or err}") from err
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OutputError(f"the disk is full while writing {path!r}; free some space and run "
-                              f"the same command again") from err
-        raise
+        with _disk_full_named(path):
+            writer(tmp)
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str):
+    """Yield a new, empty temporary folder beside ``path`` to write into; when the block ends
+    without an error it is renamed onto ``path`` (a SavedModel, a web app), else removed. A crash
+    or a kill, even SIGKILL, leaves either no folder or a complete one under ``path``, never half
+    of one.
+
+    An existing ``path`` (an earlier export) is replaced: it is renamed aside and removed after
+    the new folder is in place, so a kill between the two renames leaves no folder, not a mixed
+    one. A full disk raises :class:`OutputError` naming ``path``.
+    """
+    path = os.path.abspath(path)
+    tmp, old = _temp_beside(path, _temp_dir), None
+    try:
+        with _disk_full_named(path):
+            yield tmp
+            if os.path.lexists(path):
+                old = _temp_dir(os.path.dirname(path))
+                os.replace(path, old)  # onto the empty folder just made: a name no one else uses
+            os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, old):
+            if leftover and os.path.isdir(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def write_atomic_dir(path: str, writer: Callable[[str], object]) -> str:
+    """Call ``writer(tmp_folder)`` and rename the folder onto ``path`` (see :func:`atomic_dir`).
+    Returns ``path``."""
+    with atomic_dir(path) as tmp:
+        writer(tmp)
+    return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def remove_stale_temps(folder: str) -> list[str]:
+    """Remove the temporary entries (``.tmp-<pid>-...``) that killed tfxai processes left in
+    ``folder``; entries of running processes are kept. Returns the names removed."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        pid_text = name[len(_TMP_PREFIX):].split("-", 1)[0]
+        if not name.startswith(_TMP_PREFIX) or not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        p = os.path.join(folder, name)
+        try:
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p)
+            else:
+                os.remove(p)
+            removed.append(name)
+        except OSError as err:
+            log.debug("could not remove the stale temporary %s: %s", p, err)
+    if removed:
+        log.info("removed %d unfinished temporary file(s) of killed runs in %s", len(removed), folder)
+    return removed
 
 
 def write_bytes(path: str, data: bytes) -> str:
@@ -162,6 +316,99 @@ def _inside(child: str, parent: str) -> bool:
     return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
 
 
+class FolderLock:
+    """An exclusive hold on an output folder for one command: ``fcntl.flock`` on ``LOCK_NAME``
+    inside it, which names the holder (pid, command, host, start time).
+
+    ``acquire()`` never waits: a folder held by another process (or another hold in this one)
+    raises :class:`tfxai.errors.FolderBusyError` naming the folder and the holder's pid. The
+    kernel drops the lock when the process ends however it ends (a crash, SIGKILL, a power cut
+    leaves no process), so a stale lock file never blocks anyone; ``release()`` (or leaving the
+    ``with`` block) removes the file.
+    """
+
+    def __init__(self, folder: str, command: str):
+        self.folder = os.path.abspath(folder)
+        self.command = command
+        self.path = os.path.join(self.folder, LOCK_NAME)
+        self._fd: int | None = None
+
+    def acquire(self) -> "FolderLock":
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path!r} is already held by this FolderLock")
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise OutputError(f"cannot lock output folder {self.folder!r}: {err.strerror or err}") from err
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self._holder(fd)
+                os.close(fd)
+                raise FolderBusyError(self.folder, self._describe(holder), holder.get("pid")) from None
+            # The file may have been removed by its last holder between our open and our lock:
+            # then we hold a lock on a name no one else sees; start again on the current file.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self._fd = fd
+        info = {"pid": os.getpid(), "command": self.command, "host": platform.node(), "started": timestamp()}
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError as err:  # a full disk: the lock holds without the note naming its holder
+            log.debug("could not write %s: %s", self.path, err)
+        remove_stale_temps(self.folder)
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.remove(self.path)  # while still locked: no one can hold this file any more
+        except OSError:
+            pass
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> "FolderLock":
+        if self._fd is None:
+            self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    @staticmethod
+    def _holder(fd: int) -> dict:
+        # The holder writes its note right after locking: wait a moment for it.
+        for _ in range(20):
+            try:
+                info = json.loads(os.pread(fd, 4096, 0) or b"null")
+            except (ValueError, OSError):
+                info = None
+            if isinstance(info, dict):
+                return info
+            time.sleep(0.01)
+        return {}
+
+    @staticmethod
+    def _describe(holder: dict) -> str:
+        """``tfxai train (pid 4121, since 2026-01-05T10:00:00+0000)`` from the holder's note."""
+        who = f"tfxai {holder['command']}" if holder.get("command") else "another tfxai command"
+        details = ", ".join(part for part in (
+            f"pid {holder['pid']}" if holder.get("pid") else "",
+            f"on {holder['host']}" if holder.get("host") and holder.get("host") != platform.node() else "",
+            f"since {holder['started']}" if holder.get("started") else "") if part)
+        return f"{who} ({details})" if details else who
+
+
 class OutputFolder:
     """A folder tfxai writes into, with a marker file recording what it wrote.
 
@@ -208,8 +455,15 @@ class OutputFolder:
             probe.close()
         except OSError as err:
             raise OutputError(f"cannot write in output folder {self.root!r}: {err.strerror or err}") from err
-        if not os.path.exists(self.marker_path) and not os.listdir(self.root):
+        if not os.path.exists(self.marker_path) and not _entries(self.root):
             self._record([])  # a new folder is marked at once, so scans skip it from the start
+
+    def lock(self) -> FolderLock:
+        """Create the folder (checked as in the constructor) and hold it for this command: a
+        :class:`FolderLock`, to use as ``with folder.lock(): ...``. Another command holding it
+        raises :class:`tfxai.errors.FolderBusyError` naming the folder and its pid."""
+        self._create()
+        return FolderLock(self.root, self.command).acquire()
 
     # -- the marker
     @property
@@ -254,6 +508,11 @@ class OutputFolder:
                                           "entries": dict(sorted(entries.items()))})
 
     # -- entries
+    def entries(self) -> list[str]:
+        """What the folder holds (sorted), without tfxai's lock file and temporary entries; [] when
+        it does not exist."""
+        return _entries(self.root) if os.path.isdir(self.root) else []
+
     def _check_name(self, name: str, written: dict[str, str]) -> str:
         if not name or os.path.isabs(name) or name.split(os.sep)[0] in ("", ".", ".."):
             raise ValueError(f"entry name must be a plain relative name, got {name!r}")
@@ -287,8 +546,8 @@ class OutputFolder:
         folder) counts as tfxai's."""
         written = self.written()
         out = []
-        for e in sorted(os.listdir(self.root)):
-            if e == MARKER_NAME or e in written or e.startswith(_TMP_PREFIX):
+        for e in _entries(self.root):
+            if e == MARKER_NAME or e in written:
                 continue
             sub = os.path.join(self.root, e)
             if (os.path.isdir(sub) and not os.path.islink(sub) and is_output_folder(sub)
@@ -309,7 +568,7 @@ class OutputFolder:
         if not os.path.isdir(self.root):
             return
         if not self.is_tfxai:
-            if not os.listdir(self.root):
+            if not _entries(self.root):
                 return
             raise OutputError(f"--overwrite refuses {self.root!r}: it is not a folder tfxai wrote "
                               f"(no {MARKER_NAME}); remove it yourself if you mean it")
@@ -318,12 +577,19 @@ class OutputFolder:
             raise OutputError(f"--overwrite refuses {self.root!r}: it holds {len(unknown)} file(s) tfxai "
                               f"did not write ({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''})")
         for entry in os.listdir(self.root):
+            if entry == LOCK_NAME:
+                continue  # held by this command (see FolderLock.release)
             p = os.path.join(self.root, entry)
             if os.path.isdir(p) and not os.path.islink(p):
                 shutil.rmtree(p)
             else:
                 os.remove(p)
         log.info("removed the earlier tfxai outputs in %s (--overwrite)", self.root)
+
+
+def _entries(folder: str) -> list[str]:
+    """The entries of ``folder``, sorted, without tfxai's lock file and temporary entries."""
+    return sorted(e for e in os.listdir(folder) if e != LOCK_NAME and not e.startswith(_TMP_PREFIX))
 
 
 def is_output_folder(path: str) -> bool:
@@ -387,18 +653,24 @@ def update_model_facts(path: str, facts: dict) -> None:
     set_model_entry(path, MODEL_FACTS_NAME, dumps_json(facts).encode())
 
 
-def read_model_facts(path: str) -> dict | None:
-    """The facts stored inside a ``.keras`` file, or None for a model saved without them."""
-    data = read_model_entry(path, MODEL_FACTS_NAME)
+def read_model_json(path: str, name: str, what: str) -> dict | None:
+    """The JSON object stored as entry ``name`` inside a ``.keras`` file, or None when absent;
+    :class:`ModelFileError` naming ``what`` when it is not a JSON object."""
+    data = read_model_entry(path, name)
     if data is None:
         return None
     try:
-        facts = json.loads(data)
+        out = json.loads(data)
     except ValueError as err:
-        raise ModelFileError(f"{path!r}: the facts stored in the model are not valid JSON: {err}") from err
-    if not isinstance(facts, dict):
-        raise ModelFileError(f"{path!r}: the facts stored in the model are not a JSON object")
-    return facts
+        raise ModelFileError(f"{path!r}: the {what} stored in the model are not valid JSON: {err}") from err
+    if not isinstance(out, dict):
+        raise ModelFileError(f"{path!r}: the {what} stored in the model are not a JSON object")
+    return out
+
+
+def read_model_facts(path: str) -> dict | None:
+    """The facts stored inside a ``.keras`` file, or None for a model saved without them."""
+    return read_model_json(path, MODEL_FACTS_NAME, "facts")
 
 
 def load_model(path: str):

@@ -5,9 +5,12 @@ scikit-learn. ``tests/test_metrics.py`` checks every number against scikit-learn
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def _check(y_true, proba):
@@ -88,6 +91,10 @@ _PROPORTIONS = {"accuracy": lambda tn, fp, fn, tp: (tp + tn, tn + fp + fn + tp),
                 "specificity": lambda tn, fp, fn, tp: (tn, tn + fp),
                 "precision": lambda tn, fp, fn, tp: (tp, tp + fp)}
 _BOOTSTRAPPED = ("roc_auc", "pr_auc", "f1")
+# Fewer groups (patients) than this, or fewer than 2 holding each class, and a percentile
+# bootstrap has too few distinct resamples to mean anything (one group: every resample is the
+# whole set and the interval has zero width): the bootstrapped intervals are then left out.
+MIN_BOOTSTRAP_GROUPS = 10
 
 
 def confidence_intervals(y_true, proba, threshold: float = 0.5, groups=None, n_boot: int = 1000,
@@ -97,8 +104,9 @@ def confidence_intervals(y_true, proba, threshold: float = 0.5, groups=None, n_b
     Proportions (accuracy, sensitivity, specificity, precision) get Wilson score intervals
     (``scipy.stats.binomtest(...).proportion_ci(method="wilson")``); ROC-AUC, PR-AUC and F1 a
     percentile bootstrap over ``groups`` (patient ids: images of one patient are resampled
-    together, since they are not independent) or over images when no groups are given.
-    Multi-class inputs get only the accuracy interval.
+    together, since they are not independent) or over images when no groups are given. With
+    fewer than MIN_BOOTSTRAP_GROUPS groups, or fewer than 2 groups holding each class, those
+    three are left out, with a warning. Multi-class inputs get only the accuracy interval.
     """
     from scipy.stats import binomtest
 
@@ -145,6 +153,13 @@ def _grouped_bootstrap(y, p, threshold, groups, n_boot: int, seed: int) -> dict[
     if len(groups) != len(y):
         raise ValueError(f"groups must have one id per prediction ({len(y)}), got {len(groups)}")
     _, inverse = np.unique(groups, return_inverse=True)
+    n_groups = int(inverse.max()) + 1
+    per_class = [len(np.unique(inverse[y == c])) for c in (0, 1)]
+    if n_groups < MIN_BOOTSTRAP_GROUPS or min(per_class) < 2:
+        log.warning("no bootstrap intervals for ROC-AUC, PR-AUC and F1: the %d images come from %d patient(s) "
+                    "(%d with class 0, %d with class 1); a bootstrap over patients needs at least %d, and 2 "
+                    "of each class", len(y), n_groups, per_class[0], per_class[1], MIN_BOOTSTRAP_GROUPS)
+        return {}
     order = np.argsort(inverse, kind="mergesort")
     starts = np.r_[0, np.cumsum(np.bincount(inverse))]
     rng = np.random.default_rng(seed)
@@ -182,14 +197,14 @@ def threshold_for_sensitivity(y_true, p_pos, target: float) -> float:
 
 
 def roc_auc_or_nan(y_true, p_pos) -> float:
-    """ROC-AUC of P(class 1) ``p_pos`` (N,) against binary labels; NaN when one class is absent."""
+    """ROC-AUC of P(class 1) ``p_pos``; NaN when ``y_true`` does not hold both classes."""
     from sklearn.metrics import roc_auc_score
 
-    y = np.asarray(y_true).reshape(-1)
+    y = np.asarray(y_true)
     return float(roc_auc_score(y, p_pos)) if len(np.unique(y)) == 2 else float("nan")
 
 
-def specificity_at_sensitivity(y_true, p_pos, target: float = 0.93) -> float:
+def specificity_at_sensitivity(y_true, p_pos, target: float) -> float:
     """Best specificity among thresholds reaching sensitivity >= ``target`` on (y_true, p_pos)
     itself (an optimistic operating point: the threshold is picked on the scored images)."""
     y = np.asarray(y_true).reshape(-1)

@@ -19,7 +19,6 @@ import numpy as np
 
 from .classifier import Classifier
 from .data.decode import decode_image
-from .metrics import roc_auc_or_nan as _auc, specificity_at_sensitivity
 
 FILM_ASPECT = (1.2, 1.5)  # width / height of real chest films (the 40 Kermany originals: mostly 1.2-1.5)
 FILM_HEIGHT = 896
@@ -125,9 +124,11 @@ def score_native(clf: Classifier, paths, labels, out_dir: str, threshold: float,
     ``native_spec_oracle`` (threshold picked on these films: an upper bound), ``native_flagged``
     (share the OOD guard flags), ``native_agreement`` / ``native_max_p_diff`` against
     ``reference``, ``native_n``, and ``native_aspect`` (the range used)."""
+    from .metrics import roc_auc_or_nan, specificity_at_sensitivity
+
     files, y = write_native_copies(paths, labels, out_dir, seed)
     p, flags = _predict(clf, files)
-    out = {"native_auc": _auc(y, p), "native_spec": float((p[y == 0] < threshold).mean()),
+    out = {"native_auc": roc_auc_or_nan(y, p), "native_spec": float((p[y == 0] < threshold).mean()),
            "native_sens": float((p[y == 1] >= threshold).mean()),
            "native_spec_oracle": specificity_at_sensitivity(y, p, 0.93) if len(np.unique(y)) == 2 else float("nan"),
            "native_flagged": float(flags.mean()), "native_n": len(files), "native_aspect": list(FILM_ASPECT),
@@ -144,12 +145,13 @@ def score_folder(clf: Classifier, folder: str, threshold: float | None = None) -
     """A folder of class folders of real films (e.g. the official Kermany val originals) scored
     as files: ``correct``, ``flagged``, ``n`` (and ``auc`` when both classes are present)."""
     from .data.folders import scan_class_folders
+    from .metrics import roc_auc_or_nan
 
     paths, labels, names = scan_class_folders(folder, clf.class_names)
     p, flags = _predict(clf, paths)
     t = clf.threshold if threshold is None else threshold
     return {"n": len(paths), "correct": int(((p >= t).astype(int) == labels).sum()),
-            "flagged": int(flags.sum()), "auc": _auc(labels, p), "threshold": t}
+            "flagged": int(flags.sum()), "auc": roc_auc_or_nan(labels, p), "threshold": t}
 
 
 

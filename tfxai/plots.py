@@ -22,8 +22,10 @@ def pyplot():
 
 def _save(fig, path: str) -> str:
     plt = pyplot()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
-    plt.close(fig)
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
+    finally:
+        plt.close(fig)  # also when the disk is full: figures are not garbage-collected by pyplot
     return path
 
 

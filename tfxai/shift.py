@@ -36,7 +36,7 @@ import numpy as np
 
 from . import data as data_lib
 from .errors import DataError
-from .metrics import roc_auc_or_nan as _auc, specificity_at_sensitivity, threshold_for_sensitivity
+from .metrics import roc_auc_or_nan, specificity_at_sensitivity, threshold_for_sensitivity
 
 if TYPE_CHECKING:
     from .training import TrainConfig, TrainResult
@@ -316,8 +316,8 @@ def score_protocol(predict_fn: Callable[[np.ndarray], np.ndarray], data: ShiftDa
     t = threshold_for_sensitivity(val.labels, p_val, target_sensitivity)
     out = {
         "target_sensitivity": target_sensitivity,
-        "standard_auc": _auc(val.labels, p_val),
-        "shift_auc": _auc(shift.labels, p_shift),
+        "standard_auc": roc_auc_or_nan(val.labels, p_val),
+        "shift_auc": roc_auc_or_nan(shift.labels, p_shift),
         "threshold": t,
         "standard_spec": float((p_val[val.labels == 0] < t).mean()),
         "shift_spec": float((p_shift[shift.labels == 0] < t).mean()),
@@ -333,7 +333,7 @@ def score_protocol(predict_fn: Callable[[np.ndarray], np.ndarray], data: ShiftDa
         # benign acquisition change make a normal film look like pneumonia to the model?
         p_norm = pos(apply_shift(shift.images[neg], name, seed + i))
         labels = np.r_[np.zeros(len(p_norm), np.int64), np.ones(int(posi.sum()), np.int64)]
-        per[name] = {"auc": _auc(labels, np.r_[p_norm, p_shift[posi]]), "spec": float((p_norm < t).mean())}
+        per[name] = {"auc": roc_auc_or_nan(labels, np.r_[p_norm, p_shift[posi]]), "spec": float((p_norm < t).mean())}
     if per:
         aucs = {k: v["auc"] for k, v in per.items()}
         worst = min(aucs, key=aucs.get)

@@ -164,6 +164,14 @@ def add_resize_mode(p: argparse.ArgumentParser, unless: str | None = None) -> No
                         + "); squash; crop: centre square")
 
 
+def add_inference_resize_mode(p: argparse.ArgumentParser) -> None:
+    """``--resize-mode`` of a command that uses a trained model: None (the model's own) unless typed."""
+    p.add_argument("--resize-mode", choices=RESIZE_MODES,
+                   help="how files are fitted to the model's square input (default: the model's own, chosen "
+                        "at training time from its training files; override only for models trained before "
+                        "tfxai chose it, e.g. squash for a model trained on square copies)")
+
+
 def add_train_resize_mode(p: argparse.ArgumentParser, unless: str | None = None) -> None:
     """``--resize-mode`` of a training run, with ``auto`` (tfxai.data.geometry); ``unless`` as above."""
     p.add_argument("--resize-mode", default=None if unless else "auto", choices=TRAIN_RESIZE_MODES,

@@ -31,7 +31,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     t0 = time.perf_counter()
     out = os.path.abspath(args.output_dir)
-    OutputFolder(out, "demo").claim(["data", "model", "evaluation", "predictions", "explanations"])
+    folder = OutputFolder(out, "demo")
+    with folder.lock():  # another command writing here stops this one before any work
+        folder.claim(["data", "model", "evaluation", "predictions", "explanations"])
+        return _demo(args, out, t0)
+
+
+def _demo(args, out: str, t0: float) -> int:
     data_dir = os.path.join(out, "data")
     n_eval = max(40, args.train_images // 5)
     print(f"1/4 generating synthetic chest X-rays ({args.image_size} px) in {data_dir}")

@@ -58,8 +58,14 @@ def _policy(args, first) -> Policy:
 
 
 def run(args) -> int:
+    folder = OutputFolder(args.output_dir, "ensemble", [args.data_dir, *args.members])
+    with folder.lock():  # another command writing here stops this one before any work
+        folder.claim([ENSEMBLE_MODEL_NAME, ENSEMBLE_CONFIG_NAME])
+        return _make(args)
+
+
+def _make(args) -> int:
     out = args.output_dir
-    OutputFolder(out, "ensemble", [args.data_dir, *args.members]).claim([ENSEMBLE_MODEL_NAME, ENSEMBLE_CONFIG_NAME])
     members = [load_classifier(p) for p in args.members]
     if any(m.model is None for m in members):
         raise TfxaiError("ensemble members are .keras models (export the ensemble to TFLite afterwards)")

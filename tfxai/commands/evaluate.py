@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folder", help="instead of --data-dir/--split: a folder of class folders")
     _args.add_output_dir(p, "where reports go (default <checkpoint folder>/eval-<split>)")
     _args.add_threshold(p)
+    _args.add_inference_resize_mode(p)
     p.add_argument("--target-sensitivity", type=_args.float_range(0.0, 1.0, low_open=True),
                    help="choose the threshold on the validation split to reach this sensitivity")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=False,
@@ -30,9 +31,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
+    clf.resize_mode = args.resize_mode or clf.resize_mode
     out_dir = args.output_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
                                               f"eval-{'folder' if args.folder else args.split}")
-    OutputFolder(out_dir, "evaluate", [args.checkpoint, args.data_dir, args.folder]).claim(REPORT_FILES)
+    folder = OutputFolder(out_dir, "evaluate", [args.checkpoint, args.data_dir, args.folder])
+    with folder.lock():  # another command writing here stops this one before any work
+        folder.claim(REPORT_FILES)
+        return _evaluate(args, clf, out_dir)
+
+
+def _evaluate(args, clf, out_dir: str) -> int:
     data = load_eval_images(clf, args.data_dir, args.split, args.folder, args.progress)
     val = None
     if (args.target_sensitivity is not None or args.calibrate or args.tta > 1) and args.data_dir:
@@ -51,7 +59,8 @@ def run(args) -> int:
     res = evaluate(clf, data.images, data.labels, out_dir, data.paths, options)
     m = res["metrics"]
     print(f"threshold {m.get('threshold', 0.5):.3f} ({res['threshold_source']}); 95 % confidence intervals in "
-          f"brackets (Wilson; bootstrap over patients for AUC and F1):")
+          f"brackets (Wilson; bootstrap over {res['patients']} patients for AUC and F1, an image whose file "
+          f"name names no patient counting as one):")
     print(format_with_ci(m, res["ci95"], prefix="  "))
     print("confusion matrix (rows true, columns predicted; " + ", ".join(clf.class_names) + "): "
           + str(m["confusion_matrix"]))

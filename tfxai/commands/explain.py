@@ -120,5 +120,5 @@ def _run_compare(args, settings: ExplainSettings) -> int:
 def run(args) -> int:
     settings = settings_from_args(args)
     inputs = [args.image, args.data_dir, *(args.compare or [args.checkpoint])]
-    OutputFolder(args.output_dir, "explain", inputs, allow_inside=True)
-    return _run_compare(args, settings) if args.compare else _run_explain(args, settings)
+    with OutputFolder(args.output_dir, "explain", inputs, allow_inside=True).lock():
+        return _run_compare(args, settings) if args.compare else _run_explain(args, settings)

@@ -13,6 +13,11 @@ difference, LiteRT latency, size raw and gzipped).
 ``--target android`` writes ``<name>_android_<quantization>.tflite`` instead: RGB input, one score
 per class and embedded TFLite metadata, for MediaPipe's ``ImageClassifier``
 (:mod:`tfxai.compress.android`).
+
+``--target web`` writes ``--output-dir`` as one static, offline-first web app that runs the model
+and Grad-CAM in the browser (:mod:`tfxai.compress.web`)::
+
+    tfxai export --checkpoint runs/train/best_model.keras --target web --output-dir app
 """
 from __future__ import annotations
 
@@ -43,12 +48,14 @@ REPORT_COLUMNS = ("format", "quantization", "path", "size_bytes", "gzip_bytes", 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _args.add_checkpoint(parser, help="trained Keras model (.keras)")
-    parser.add_argument("--quantization", default="all",
-                        help="comma list of float32, dynamic, float16, int8, or 'all' (default)")
+    parser.add_argument("--quantization", default=None,
+                        help="comma list of float32, dynamic, float16, int8, or 'all' (default; --target web: "
+                             "float32, the only one it writes)")
     parser.add_argument("--data-dir", help="dataset the model was trained on: training images calibrate "
                         "int8, validation images measure every file (needed for int8)")
-    _args.add_output_dir(parser, "where the files go (default runs/export); files another command wrote "
-                                 "there are never replaced", default=os.path.join("runs", "export"))
+    _args.add_output_dir(parser, "where the files go (default runs/export; --target web: the app folder itself, "
+                                 "default runs/web_app, replaced as a whole); files another command wrote "
+                                 "there are never replaced")
     parser.add_argument("--name", default="model", type=_args.file_stem, help="file stem: <name>_<quantization>.tflite")
     parser.add_argument("--saved-model", action=argparse.BooleanOptionalAction, default=True,
                         help="also write a TensorFlow SavedModel")
@@ -69,10 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _args.add_threshold(parser)
     _args.add_seed(parser)
     _args.add_progress(parser)
-    android = parser.add_argument_group("--target android (MediaPipe ImageClassifier; see the README)")
-    android.add_argument("--target", choices=("default", "android"), default="default",
+    android = parser.add_argument_group("--target android (MediaPipe ImageClassifier) and --target web (see the README)")
+    android.add_argument("--target", choices=("default", "android", "web"), default="default",
                          help="default: the files above; android: RGB input, one score per class, "
-                         "embedded TFLite metadata (needs the MediaPipe venv from `make install`)")
+                         "embedded TFLite metadata (needs the MediaPipe venv from `make install`); web: an "
+                         "offline web app running the model and Grad-CAM in the browser (needs the runtime "
+                         "from `make install`; see the README, 'On a phone, offline')")
+    android.add_argument("--gradcam-layer", help="--target web: the layer Grad-CAM explains (default: the last "
+                         "convolutional block, as tfxai explain finds it)")
     android.add_argument("--model-name", help="metadata name (default: from the checkpoint)")
     android.add_argument("--author", default="unspecified (set with tfxai export --author)")
     android.add_argument("--license", default="unspecified (set with tfxai export --license)")
@@ -185,7 +196,36 @@ def _other_formats(model, args) -> list[dict]:
     return rows
 
 
+def _run_web(args: argparse.Namespace) -> int:
+    from ..compress.web import download_sizes, export_web, find_runtime
+
+    if args.quantization not in (None, "float32"):
+        raise TfxaiError(f"--quantization {args.quantization!r}: --target web writes one float32 file (scores and "
+                         f"Grad-CAM); leave --quantization out")
+    if args.pqat_epochs or args.data_dir:
+        raise TfxaiError("--target web exports the model as it is: drop --data-dir and --pqat-epochs")
+    if not args.checkpoint.endswith(".keras"):
+        raise TfxaiError(f"--checkpoint {args.checkpoint!r}: --target web takes the trained .keras model "
+                         f"(Grad-CAM needs its layers)")
+    find_runtime()  # one clear line before loading anything when `make install` was not run
+    clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
+    out = export_web(args.checkpoint, args.output_dir, args.gradcam_layer, clf=clf)
+    sizes = download_sizes(out.folder)
+    mb = 1e6
+    print(f"wrote the web app to {args.output_dir}: {len(out.facts['files']) + 2} files, model "
+          f"{out.facts['files']['model.tflite']['bytes'] / mb:.2f} MB with Grad-CAM of layer {out.layer!r} inside; "
+          f"a browser downloads {sizes['simd']['raw'] / mb:.1f} MB ({sizes['simd']['gzip'] / mb:.1f} MB gzipped) once")
+    print(f"try it here: tfxai serve --web {args.output_dir}   (then open http://127.0.0.1:8000/)")
+    print("on a phone: see 'On a phone, offline' in the README (https or localhost is needed for offline use)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.output_dir is None:
+        args.output_dir = os.path.join("runs", "web_app" if args.target == "web" else "export")
+    if args.target == "web":
+        return _run_web(args)
+    args.quantization = args.quantization or "all"
     try:
         quantizations = parse_quantizations(args.quantization)
     except ValueError as err:
@@ -201,7 +241,13 @@ def run(args: argparse.Namespace) -> int:
         if args.pqat_epochs:
             raise TfxaiError("--pqat-epochs exports the default target only; drop it with --target android")
         venv_python()  # the metadata writer's venv: one clear line before any work when it is missing
-    OutputFolder(args.output_dir, "export", [args.checkpoint, args.data_dir]).claim(_planned(args, quantizations))
+    folder = OutputFolder(args.output_dir, "export", [args.checkpoint, args.data_dir])
+    with folder.lock():  # another command writing here stops this one before any work
+        folder.claim(_planned(args, quantizations))
+        return _export(args, clf, quantizations)
+
+
+def _export(args, clf, quantizations) -> int:
     config = _facts(clf, args.checkpoint)
     model = clf.model
     rows = (_measured_rows(model, clf, config, quantizations, args) if args.data_dir

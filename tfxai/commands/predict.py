@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gradcam", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--batch-size", type=_args.int_range(1, 1024), default=32, help="images per model call")
     _args.add_threshold(p)
+    _args.add_inference_resize_mode(p)
     _args.add_tta(p)
     p.add_argument("--data-dir", help="with --tta: the data the model was trained on; its validation split is where "
                                       "the threshold is chosen again under the same TTA (required unless --threshold)")
@@ -67,14 +68,21 @@ def run(args) -> int:
     if args.data_dir and args.tta == 1:
         raise TfxaiError("--data-dir is used with --tta only (where the threshold is chosen again under TTA)")
     clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
+    clf.resize_mode = args.resize_mode or clf.resize_mode
     if args.tta > 1:
         clf = _with_tta(clf, args)
     single = os.path.isfile(args.image)
     paths = list_images(args.image)
     overlay_path, csv_path, overlay_dir = _outputs(args, single)
-    if overlay_dir and args.gradcam and clf.model is not None:
-        tops = {name.split(os.sep)[0] for name in overlay_names(paths, args.image).values()}
-        OutputFolder(overlay_dir, "predict", [args.checkpoint]).claim(sorted(tops))
+    if not (overlay_dir and args.gradcam and clf.model is not None):
+        return _predict(args, clf, paths, single, overlay_path, csv_path, overlay_dir)
+    folder = OutputFolder(overlay_dir, "predict", [args.checkpoint])
+    with folder.lock():  # another command writing here stops this one before any work
+        folder.claim(sorted({name.split(os.sep)[0] for name in overlay_names(paths, args.image).values()}))
+        return _predict(args, clf, paths, single, overlay_path, csv_path, overlay_dir)
+
+
+def _predict(args, clf, paths: list[str], single: bool, overlay_path, csv_path, overlay_dir) -> int:
     preds, skipped = predict_files(clf, paths, overlay_dir=overlay_dir if args.gradcam else None,
                                    overlay_path=overlay_path, gradcam=args.gradcam, batch_size=args.batch_size,
                                    root=None if single else args.image, progress=args.progress)
@@ -82,7 +90,10 @@ def run(args) -> int:
         raise TfxaiError(f"no readable image in {args.image!r} ({len(skipped)} skipped)")
     for p in preds:
         probs = ", ".join(f"{c} {v:.3f}" for c, v in zip(clf.class_names, p.proba))
-        print(f"{display_path(p.path)}: {p.label} (confidence {p.confidence:.1%}; {probs})"
+        # Binary: the decision is P(class 1) against the model's threshold, which is rarely 0.5; say so.
+        why = (f"P({clf.class_names[1]}) {p.proba[1]:.3f} {'>=' if p.proba[1] >= clf.threshold else '<'} "
+               f"threshold {clf.threshold:.3f}" if clf.num_classes == 2 else f"confidence {p.confidence:.1%}")
+        print(f"{display_path(p.path)}: {p.label} ({why}; {probs})"
               + (f" -> {display_path(p.overlay_path)}" if p.overlay_path else "")
               + (f"  [out of distribution: {p.ood_reason}]" if p.ood_flag else ""))
     flagged = sum(p.ood_flag for p in preds)

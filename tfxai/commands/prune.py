@@ -176,7 +176,12 @@ def run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, resize_mode=(read_model_facts(args.checkpoint) or {}).get("resize_mode", "pad"))
     data_dir = prepare_cifar10(args.cifar10_archive) if args.dataset == "cifar10" else args.data_dir
     folder = OutputFolder(args.output_dir, "prune", [data_dir, args.checkpoint])
-    folder.claim(PRUNE_ENTRIES)
+    with folder.lock():  # another command writing here stops this one before any work
+        folder.claim(PRUNE_ENTRIES)
+        return _compare(args, cfg, data_dir)
+
+
+def _compare(args, cfg: ExperimentConfig, data_dir: str) -> int:
     data = load_splits(data_dir, cfg.image_size, cfg.channels, cfg.resize_mode, seed=cfg.seed,
                        progress=args.progress)
     print(data.summary())

@@ -73,7 +73,7 @@ def median_latency_ms(fn, sample: np.ndarray, runs: int = 50, warmup: int = 5) -
 
 def keras_latency_ms(model, image: np.ndarray, runs: int = 50, warmup: int = 5) -> float:
     """Median per-image latency (ms) of a Keras model called on a batch of one (graph function)."""
-    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True, autograph=False)
     x = tf.constant(np.asarray(image, np.float32)[None])
     return median_latency_ms(lambda v: fn(v).numpy(), x, runs, warmup)
 

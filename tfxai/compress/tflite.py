@@ -23,7 +23,7 @@ from ai_edge_litert.interpreter import Interpreter
 from .._keras import tf
 from ..classifier import LABELS_NAME, keras_classifier, load_classifier
 from ..errors import DataError
-from ..files import write_bytes, write_json, write_text
+from ..files import write_atomic, write_atomic_dir, write_bytes, write_json, write_text
 from .measure import EvalSet, evaluate_classifier, file_sizes, keras_latency_ms, keras_sizes
 
 log = logging.getLogger(__name__)
@@ -148,8 +148,10 @@ def export_tflite(model, path: str, quantization: str = "float32", calibration: 
 
 
 def export_saved_model(model, folder: str) -> str:
-    """A TensorFlow SavedModel (serving signature ``serving_default``) in ``folder``."""
-    tf.saved_model.save(model, folder)
+    """A TensorFlow SavedModel (serving signature ``serving_default``) in ``folder``, written
+    atomically: a killed export leaves no ``folder`` or a complete one, never ``variables/``
+    without ``saved_model.pb``."""
+    write_atomic_dir(folder, lambda tmp: tf.saved_model.save(model, tmp))
     return folder
 
 
@@ -161,8 +163,8 @@ def export_onnx(model, path: str) -> str | None:
         log.info("tf2onnx is not installed; skipping ONNX export")
         return None
     spec = (tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="image"),)
-    tf2onnx.convert.from_keras(model, input_signature=spec, opset=13, output_path=path)
-    return path
+    return write_atomic(path, lambda tmp: tf2onnx.convert.from_keras(model, input_signature=spec, opset=13,
+                                                                     output_path=tmp))
 
 
 # ----------------------------------------------------------------------------- measured export

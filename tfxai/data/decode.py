@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,10 +104,12 @@ def read_file(path: str, limit: int | None = None) -> bytes:
 
 def _check_pixels(name: str, width: int, height: int, frames: int = 1) -> None:
     limit = max_pixels()
-    if width * height * max(frames, 1) > limit:
+    pixels = width * height * max(frames, 1)
+    if pixels > limit:
         raise ValueError(f"{name}: image is {width}x{height} pixels"
                          f"{f' x {frames} frames' if frames > 1 else ''}, over the limit of "
-                         f"{limit:,} pixels ($TFXAI_MAX_PIXELS); skipped without decoding it")
+                         f"{limit:,} pixels; skipped without decoding it (to read it, raise the limit: "
+                         f"TFXAI_MAX_PIXELS={pixels} in the environment)")
     if min(width, height) < 2:
         raise ValueError(f"{name}: image is {width}x{height} pixels, too small")
 
@@ -142,16 +145,28 @@ def _decode_dicom(data: bytes, name: str) -> np.ndarray:
     return out
 
 
+# Pillow refuses by itself any image over 2 x Image.MAX_IMAGE_PIXELS (179 Mpx by default), a
+# module-wide setting. tfxai's own limit (max_pixels, checked right after the header is read) is
+# the one to obey, so Pillow's is lifted while a header is read, and restored; the lock keeps two
+# threads from restoring each other's value.
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
 def _raster_size(data: bytes, name: str) -> tuple[int, int]:
     """(width, height) from the header, without decoding the pixels."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return int(im.width), int(im.height)
-    except Image.DecompressionBombError:
-        raise ValueError(f"{name}: image header declares an enormous size (decompression bomb); "
-                         f"skipped without decoding it") from None
+        with _PIL_LIMIT_LOCK:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(io.BytesIO(data)) as im:
+                    return int(im.width), int(im.height)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except Image.DecompressionBombError as err:  # only if another library lowered Pillow's limit meanwhile
+        raise ValueError(f"{name}: {err} (tfxai's limit is {max_pixels():,} pixels, raised with "
+                         f"TFXAI_MAX_PIXELS); skipped without decoding it") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise ValueError(f"{name}: not a readable image (expected JPEG, PNG, BMP, TIFF or DICOM; "
                          f"{type(err).__name__})") from None

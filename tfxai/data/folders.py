@@ -151,13 +151,18 @@ _PATIENT_PATTERNS = (
 
 
 def patient_id(path: str) -> str:
-    """Patient id from a Kermany-style file name; the file's stem when no pattern matches."""
+    """Patient id from a Kermany-style file name; ``path`` itself when no pattern matches.
+
+    An image without a known patient is its own patient (independent of every other image): its
+    stem would merge ``a/image.dcm`` with ``b/image.dcm``, and every entry of a MedMNIST file
+    (``pneumoniamnist.npz:test[7]`` has the stem ``pneumoniamnist``) into one "patient".
+    """
     name = os.path.basename(path)
     for pattern in _PATIENT_PATTERNS:
         m = pattern.match(name)
         if m:
             return m.group(1).lower()
-    return os.path.splitext(name)[0].lower()
+    return path
 
 
 def grouped_split(labels: np.ndarray, groups, val_fraction: float = 0.15, seed: int = 0):

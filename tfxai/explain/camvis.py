@@ -75,7 +75,7 @@ class CamVisExplainer(HeatmapExplainer):
         self.num_classes = self.graph.num_classes
         self._logits_model, self._feature_layer = self.graph.vis_model()
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        self._logits_fn = tf.function(lambda x: self._logits_model(x, training=False),
+        self._logits_fn = tf.function(lambda x: self._logits_model(x, training=False), autograph=False,
                                       input_signature=[spec])
         self._vis = self._make_visualizer()
 

@@ -14,6 +14,7 @@ def make_explainer(method: str, model=None, predict_fn=None, *, layer: str | Non
 
     model: a tf_keras model (needed by every method except LIME); predict_fn: for LIME on a
     non-Keras classifier (e.g. TFLite), images float32 (N, H, W, C) in [0, 255] -> (N, K).
+    batch_size: images per model call, for every method.
     """
     if method not in METHODS:
         raise ValueError(f"unknown explanation method {method!r}; choose from {list(METHODS)}")
@@ -26,5 +27,5 @@ def make_explainer(method: str, model=None, predict_fn=None, *, layer: str | Non
     if model is None:
         raise ValueError(f"{METHOD_TITLES[method]} needs the Keras model (a .tflite file only supports LIME)")
     if method == "gradcam":
-        return GradCAM(model, layer=layer, **options)
-    return CamVisExplainer(model, method, layer=layer, seed=seed, **options)
+        return GradCAM(model, layer=layer, batch_size=batch_size, **options)
+    return CamVisExplainer(model, method, layer=layer, seed=seed, batch_size=batch_size, **options)

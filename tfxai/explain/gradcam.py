@@ -158,7 +158,7 @@ class _Compiled(keras.layers.Layer):
         self.inner = model
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
         out_spec = tf.TensorSpec((None, *model.output_shape[1:]), tf.float32)
-        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False)
 
         @tf.function(input_signature=[spec, out_spec])
         def vjp(x, dy):

@@ -263,7 +263,8 @@ def _sanity(model: ModelExplainers, inputs) -> dict:
     for m in [m for m in model.methods if m in SANITY_METHODS]:
         options = {"max_n": s.max_n} if m == "faster-scorecam" else {}
         # sanity_check randomises this very model in place, so one explainer serves every step.
-        explainer = make_explainer(m, model.clf.model, layer=s.layer, seed=s.seed, **options)
+        explainer = make_explainer(m, model.clf.model, layer=s.layer, seed=s.seed, batch_size=s.batch_size,
+                                   **options)
 
         def explain_fn(net, images, targets, explainer=explainer):
             return explainer.heatmaps(images, targets)[0]

@@ -417,12 +417,13 @@ def create_app(engine: Engine, jobs: ExplainJobs | None = None) -> FastAPI:
     return app
 
 
-def serve_forever(app, sock, log_level: str = "warning") -> None:
-    """Serve ``app`` on an already bound socket with uvicorn until Ctrl-C or SIGTERM."""
+def serve_forever(app, sock, log_level: str = "warning", tls: dict | None = None) -> None:
+    """Serve ``app`` on an already bound socket with uvicorn until Ctrl-C or SIGTERM. ``tls``:
+    ``{"ssl_certfile": ..., "ssl_keyfile": ...}`` for HTTPS."""
     import uvicorn
 
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, **(tls or {}))
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -432,13 +433,13 @@ class ServerThread:
     ``url`` is set once the server accepts connections; ``stop()`` ends it (bounded wait).
     """
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0):
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0, tls: dict | None = None):
         import uvicorn
 
         self.sock = bind_socket(host, port)
         self.port = self.sock.getsockname()[1]
-        self.url = f"http://{host}:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", **(tls or {}))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="tfxai-serve-uvicorn", daemon=True)

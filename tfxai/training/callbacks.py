@@ -70,6 +70,47 @@ class CurvePlotter(keras.callbacks.Callback):
             plots.training_curves(history, self.png_path, self.title)
 
 
+def drop_unfinished_checkpoints(backup_dir: str) -> list[str]:
+    """Remove what an interrupted save left in a ``BackupAndRestore`` folder (a full disk): the
+    temporary files and folders TensorFlow writes a checkpoint into, and checkpoint files that
+    the ``checkpoint`` index does not name. The checkpoint it names, the last completed epoch, is
+    kept: the run resumes from it. Returns the paths removed."""
+    import shutil
+
+    removed = []
+    for root, dirs, files in os.walk(backup_dir):
+        index = os.path.join(root, "checkpoint")
+        keep = set()
+        if os.path.exists(index):
+            # "model_checkpoint_path: "ckpt-3"" lines, one per checkpoint kept
+            with open(index, encoding="utf-8", errors="replace") as f:
+                keep = {os.path.basename(line.split('"')[1]) for line in f if line.count('"') >= 2}
+        for name in list(dirs) + files:
+            prefix = name.split(".")[0]
+            unfinished = "_temp" in name or ".tmp" in name or "tempstate" in name
+            if name == "checkpoint" or not (unfinished or (name.startswith("ckpt-") and prefix not in keep)):
+                continue
+            path = os.path.join(root, name)
+            if name in dirs:
+                dirs.remove(name)
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
+            removed.append(path)
+    return removed
+
+
+def repair_history(csv_path: str) -> None:
+    """Cut a partial last row (a run killed or out of disk space while writing it) off
+    history.csv, so the rows a resumed run appends start on a line of their own."""
+    if not os.path.exists(csv_path):
+        return
+    with open(csv_path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 def read_history(csv_path: str) -> dict[str, list[float]]:
     """history.csv -> {column: values}; the last row for each epoch wins (a resumed run repeats rows)."""
     if not os.path.exists(csv_path):

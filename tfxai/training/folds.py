@@ -170,14 +170,21 @@ def _shift_scores(clf: Classifier, data: CVData, folder: str, seed: int) -> dict
 def run_folds(config: TrainConfig, folds: int, holdout_pattern: str | None = None,
               callbacks: list | None = None) -> CVResult:
     """Cross-validate ``config`` with ``folds`` folds into ``config.output_dir`` (see the module
-    docstring); ``callbacks``: extra Keras callbacks for every fold's training."""
+    docstring), holding the folder (no other run writes there meanwhile); ``callbacks``: extra Keras
+    callbacks for every fold's training."""
     t0 = time.perf_counter()
     if holdout_pattern:  # as tfxai.shift.train_with_holdout: the protocol selects on the balanced loss
         config = replace(config, balanced_validation=True)
     config.check()
     settings = {"folds": folds, "holdout_pattern": holdout_pattern}
-    out, resuming = prepare_cv_dir(config, settings, cv_entries(folds))
-    config = replace(config, output_dir=out, overwrite=False)
+    out, resuming, lock = prepare_cv_dir(config, settings, cv_entries(folds))
+    with lock:
+        return _run_folds_in(replace(config, output_dir=out, overwrite=False), settings, resuming, callbacks, t0)
+
+
+def _run_folds_in(config: TrainConfig, settings: dict, resuming: bool, callbacks, t0: float) -> CVResult:
+    """The k-fold run itself, in ``config.output_dir`` (held by :func:`run_folds`)."""
+    out, folds, holdout_pattern = config.output_dir, settings["folds"], settings["holdout_pattern"]
     data = load_cv_data(config, folds, holdout_pattern)
     log.info("%s", data.splits.summary())
     log.info("%d-fold cross-validation of %d training images (grouped by patient, stratified by class); "

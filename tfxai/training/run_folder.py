@@ -6,8 +6,8 @@ import os
 import time
 from dataclasses import MISSING, asdict, fields
 
-from ..errors import OutputError, TfxaiError
-from ..files import BEST_MODEL_NAME, RUN_CONFIG_NAME, OutputFolder, read_json
+from ..errors import FolderBusyError, OutputError, TfxaiError
+from ..files import BEST_MODEL_NAME, RUN_CONFIG_NAME, FolderLock, OutputFolder, read_json
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,23 @@ def resume_conflicts(saved: dict, now: dict) -> dict[str, tuple]:
     return {k: (then[k], now.get(k)) for k in sorted(keys) if then[k] != now.get(k)}
 
 
-def next_free_dir(out: str) -> str:
-    """``out-2``, ``out-3`` ...: the first sibling name that does not exist yet."""
+def _new_sibling(out: str, inputs: list[str]) -> tuple[str, FolderLock]:
+    """The first ``name-N`` (N = 2, 3 ...) that does not exist, created and held. ``mkdir`` is
+    the claim: two runs looking at once never get the same one."""
     base, n = out.rstrip("/\\"), 2
-    while os.path.exists(f"{base}-{n}"):
+    while True:
+        candidate = f"{base}-{n}"
         n += 1
-    return f"{base}-{n}"
+        if os.path.exists(candidate):
+            continue
+        try:
+            os.makedirs(candidate)
+        except FileExistsError:
+            continue
+        try:
+            return candidate, OutputFolder(candidate, "train", inputs).lock()
+        except FolderBusyError:
+            continue
 
 
 def run_finished(folder: str) -> bool:
@@ -56,75 +67,85 @@ def run_finished(folder: str) -> bool:
             and read_json(cfg, "run configuration").get("status") == "finished")
 
 
-def _open_folder(out: str, config: TrainConfig) -> list[str]:
-    """Check ``out`` before any work (``overwrite`` clears what tfxai wrote there; a folder holding
-    other files is refused); returns the inputs it must stay out of."""
+def _resume_or_move(overwrite: bool, out: str, inputs: list[str], record: str, now: dict,
+                    what: str) -> tuple[str, bool, FolderLock]:
+    """With ``out`` held: (folder, resuming, its lock) from what ``out`` holds. ``record``: the file
+    saying whether the run there is unfinished (run_config.json, cv_config.json) and with which
+    settings; ``now``: the settings of this run, compared with them."""
+    lock = OutputFolder(out, "train", inputs).lock()
+    try:
+        if overwrite:
+            OutputFolder(out, "train", inputs).clear()
+        cfg_path = os.path.join(out, record)
+        saved = read_json(cfg_path, "run configuration") if os.path.exists(cfg_path) else None
+        if saved is not None and saved.get("status") == "running":
+            changed = resume_conflicts({**saved.get("arguments", {}), **saved.get("settings", {})}, now)
+            if changed:
+                raise TfxaiError(
+                    f"{out!r} holds an unfinished {what} with different settings "
+                    f"({', '.join(f'{k}: {a!r} then, {b!r} now' for k, (a, b) in changed.items())}); "
+                    f"resume with the same settings, or pass --overwrite or another --output-dir")
+            return out, True, lock
+        if saved is None and not os.path.exists(os.path.join(out, BEST_MODEL_NAME)):
+            return out, False, lock
+    except BaseException:
+        lock.release()
+        raise
+    lock.release()
+    new, lock = _new_sibling(out, inputs)
+    log.warning("%s already holds a %s; writing this one to %s (use --overwrite to replace it)", out, what, new)
+    return new, False, lock
+
+
+def _prepare(config: TrainConfig, out: str, record: str, now: dict, what: str,
+             entries) -> tuple[str, bool, FolderLock]:
     inputs = [config.data_dir] + ([config.cache_dir] if config.cache_dir not in (None, "default") else [])
     folder = OutputFolder(out, "train", inputs, create=False)
-    if config.overwrite:
-        folder.clear()
-    if os.path.isdir(out) and os.listdir(out) and not folder.is_tfxai:
+    if folder.entries() and not folder.is_tfxai:
         raise OutputError(f"output_dir {out!r} holds files tfxai did not write; choose a new or empty "
                           f"folder (a run never mixes with other files)")
-    return inputs
+    try:
+        out, resuming, lock = _resume_or_move(config.overwrite, out, inputs, record, now, what)
+    except FolderBusyError as busy:
+        new, lock = _new_sibling(out, inputs)
+        log.warning("%s is in use by %s; writing this %s to %s instead", out, busy.holder, what, new)
+        out, resuming = new, False
+    try:
+        OutputFolder(out, "train", inputs).claim(entries)
+    except BaseException:
+        lock.release()
+        raise
+    return out, resuming, lock
 
 
-def _refuse_changes(out: str, saved: dict, now: dict, what: str = "run") -> None:
-    changed = resume_conflicts(saved, now)
-    if changed:
-        raise TfxaiError(
-            f"{out!r} holds an unfinished {what} with different settings "
-            f"({', '.join(f'{k}: {a!r} then, {b!r} now' for k, (a, b) in changed.items())}); "
-            f"resume with the same settings, or pass --overwrite or another --output-dir")
+def prepare_output_dir(config: TrainConfig) -> tuple[str, bool, FolderLock]:
+    """Decide where the run goes, before any data is decoded, and hold it: (folder, resuming,
+    lock). The caller releases the lock when the run ends (``with lock: ...``); a killed process
+    loses it at once.
 
-
-def prepare_output_dir(config: TrainConfig) -> tuple[str, bool]:
-    """Decide where the run goes, before any data is decoded: (folder, resuming).
-
+    - A folder another training is writing into right now (its lock is held) is left alone: this
+      run goes to a new sibling folder (``name-2``, ``name-3`` ...), with a warning naming the
+      other process.
     - An unfinished run (status "running") in the folder is resumed, or restarted in place when
       no epoch was completed, if every argument that changes the model or the data matches.
-    - A finished run is never overwritten: a new sibling folder (``name-2``, ``name-3`` ...) is
-      used, unless ``overwrite``, which removes only what tfxai wrote there
-      (:meth:`tfxai.files.OutputFolder.clear`).
+    - A finished run is never overwritten: a new sibling folder is used, unless ``overwrite``,
+      which removes only what tfxai wrote there (:meth:`tfxai.files.OutputFolder.clear`).
     - A folder holding files tfxai did not write is refused, and so is one that is, contains or
       lies inside the data.
     """
     out = config.output_dir or default_output_dir(config.model_type)
-    inputs = _open_folder(out, config)
-    cfg_path = os.path.join(out, RUN_CONFIG_NAME)
-    saved = read_json(cfg_path, "run configuration") if os.path.exists(cfg_path) else None
-    resuming = saved is not None and saved.get("status") == "running"
-    if resuming:
-        _refuse_changes(out, saved.get("arguments", {}), asdict(config))
-    elif saved is not None or os.path.exists(os.path.join(out, BEST_MODEL_NAME)):
-        new = next_free_dir(out)
-        log.warning("%s already holds a run; writing this one to %s (use --overwrite to replace it)", out, new)
-        out = new
-    OutputFolder(out, "train", inputs).claim(RUN_ENTRIES)
-    return out, resuming
+    return _prepare(config, out, RUN_CONFIG_NAME, asdict(config), "run", RUN_ENTRIES)
 
 
 CV_CONFIG_NAME = "cv_config.json"
 
 
-def prepare_cv_dir(config: TrainConfig, settings: dict, entries) -> tuple[str, bool]:
-    """Where a k-fold run goes (:mod:`tfxai.training.folds`), by the rules of
-    :func:`prepare_output_dir`: (folder, resuming). ``settings``: the k-fold settings beyond
-    ``config`` (folds, holdout pattern), compared on resume like the arguments; ``entries``: what
-    the run writes there. A folder holding a single training run is refused."""
+def prepare_cv_dir(config: TrainConfig, settings: dict, entries) -> tuple[str, bool, FolderLock]:
+    """Where a k-fold run goes (:mod:`tfxai.training.folds`), held by the rules of
+    :func:`prepare_output_dir`: (folder, resuming, lock). ``settings``: the k-fold settings beyond
+    ``config`` (folds, holdout pattern), compared on resume like the arguments (``cv_config.json``);
+    ``entries``: what the run writes there. A folder holding a single training run is refused."""
     out = config.output_dir or default_output_dir(f"{config.model_type}-cv")
-    inputs = _open_folder(out, config)
     if os.path.exists(os.path.join(out, RUN_CONFIG_NAME)):
         raise OutputError(f"output_dir {out!r} holds a single training run; give the k-fold run its own folder")
-    cfg_path = os.path.join(out, CV_CONFIG_NAME)
-    saved = read_json(cfg_path, "k-fold configuration") if os.path.exists(cfg_path) else None
-    resuming = saved is not None and saved.get("status") == "running"
-    if resuming:
-        _refuse_changes(out, {**saved.get("arguments", {}), **saved.get("settings", {})},
-                        {**asdict(config), **settings}, "k-fold run")
-    elif saved is not None:
-        new = next_free_dir(out)
-        log.warning("%s already holds a k-fold run; writing this one to %s (use --overwrite to replace it)", out, new)
-        out = new
-    OutputFolder(out, "train", inputs).claim(list(entries))
-    return out, resuming
+    return _prepare(config, out, CV_CONFIG_NAME, {**asdict(config), **settings}, "k-fold run", entries)
