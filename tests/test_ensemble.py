@@ -187,3 +187,32 @@ def test_an_ensemble_exports_to_one_tflite_file_per_quantization(ensemble_path, 
         sidecar = json.loads((out / "model_float32.json").read_text())
         assert sidecar["threshold_policy"]["policy"] == "youden"
         assert sidecar["threshold"] == pytest.approx(load_classifier(path).threshold)
+
+
+def test_an_ensemble_exports_to_the_web_app_with_its_own_gradcam_inside(ensemble_path, synthetic_dir, tmp_path):
+    from tfxai.compress.web import find_runtime, tflite_ops
+    from tfxai.data import load_image
+    from tfxai.errors import TfxaiError
+    from tfxai.explain.types import normalize_heatmap
+
+    try:
+        find_runtime()
+    except TfxaiError as err:  # `make install` puts LiteRT.js in web/node_modules; CI has it
+        if os.environ.get("CI", "").lower() == "true":
+            raise
+        pytest.skip(str(err))
+    from ai_edge_litert.interpreter import Interpreter
+
+    path, _ = ensemble_path
+    assert main(["export", "--checkpoint", path, "--target", "web", "--output-dir", str(tmp_path / "app")]) == 0
+    model_file = str(tmp_path / "app" / "model.tflite")
+    assert not [op for op in tflite_ops(model_file) if "FLEX" in op.upper() or "CUSTOM" in op.upper()]
+    clf = load_classifier(path)
+    x = np.stack([load_image(str(p), 32, 1, clf.resize_mode)[0] for p in
+                  sorted((Path(synthetic_dir) / "test" / "NORMAL").glob("*.png"))[:3]]).astype(np.float32)
+    maps = GradCAM(clf.model).heatmaps(x, targets=np.ones(len(x), np.int64))[0]
+    runner = Interpreter(model_path=model_file).get_signature_runner("serving_default")
+    for i in range(len(x)):
+        out = runner(image=x[i][None])
+        np.testing.assert_allclose(out["scores"][0], clf.predict_proba(x[i:i + 1])[0], atol=1e-5)
+        np.testing.assert_allclose(normalize_heatmap(out["gradcam"][0, 1]), maps[i], atol=1e-4)

@@ -15,7 +15,7 @@ from ._keras import keras, tf
 class ChannelSlice(keras.layers.Layer):
     """``x[..., start:stop]``: the channels of one member inside an ensemble's concatenated
     feature maps (:mod:`tfxai.ensemble`). Input (N, H, W, C) -> (N, H, W, stop - start); TFLite
-    STRIDED_SLICE. Grad-CAM looks through it to the concatenated maps."""
+    STRIDED_SLICE forward, PAD backward. Grad-CAM looks through it to the concatenated maps."""
 
     def __init__(self, start: int, stop: int, **kwargs):
         super().__init__(**kwargs)
@@ -24,7 +24,16 @@ class ChannelSlice(keras.layers.Layer):
         self.start, self.stop = int(start), int(stop)
 
     def call(self, x):
-        return x[..., self.start:self.stop]
+        start, stop, channels = self.start, self.stop, int(x.shape[-1])
+
+        @tf.custom_gradient
+        def channel_slice(t):
+            def grad(dy):
+                # Zero-padding, a TFLite builtin: the web export differentiates through this layer in the
+                # browser, and the slice's own gradient (StridedSliceGrad) has no builtin.
+                return tf.pad(dy, [[0, 0]] * (len(dy.shape) - 1) + [[start, channels - stop]])
+            return t[..., start:stop], grad
+        return channel_slice(x)
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape([*input_shape[:-1], self.stop - self.start])
