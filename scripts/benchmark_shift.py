@@ -53,6 +53,7 @@ def run_recipe(name: str, args, loaded: dict) -> dict:
     from tfxai import shift
     from tfxai.classifier import load_classifier
     from tfxai.files import write_json
+    from tfxai.model_card import write_model_card
     from tfxai.training import read_history, train
     from tfxai.training.recipes import get_recipe
 
@@ -102,6 +103,7 @@ def run_recipe(name: str, args, loaded: dict) -> dict:
     if args.every_epoch:
         row["selection"] = score_every_epoch(clf, data, run_dir, history, args.seed)
     write_json(metrics_path, row)
+    write_model_card(os.path.join(run_dir, "best_model.keras"))  # again, now with the shift metrics
     return row
 
 

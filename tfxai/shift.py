@@ -37,6 +37,7 @@ import numpy as np
 from . import data as data_lib
 from .errors import DataError
 from .metrics import threshold_for_sensitivity
+from .model_card import SHIFT_METRICS_NAME, write_model_card
 
 if TYPE_CHECKING:
     from .training import TrainConfig, TrainResult
@@ -406,5 +407,6 @@ def train_with_holdout(config: TrainConfig, holdout_pattern: str = DEFAULT_HOLDO
     # would change the threshold's value only, not who is on which side of it).
     scores = score_protocol(lambda x: clf.raw_proba(x)[:, 1], data, target_sensitivity, seed=config.seed)
     scores["split"] = data.split.to_dict()
-    write_json(os.path.join(result.output_dir, "shift_metrics.json"), scores)
+    write_json(os.path.join(result.output_dir, SHIFT_METRICS_NAME), scores)
+    write_model_card(result.model_path)  # again, now with the shift metrics
     return result, scores
