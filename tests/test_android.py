@@ -288,8 +288,9 @@ def test_readme_python_lines_run_in_mediapipe_and_give_tfxai_predicts_label(andr
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_mediapipe_matches_tfxai_predict_on_real_xrays(shared_data, tmp_path):
-    """A small CNN trained briefly on 160 real X-rays (64 px), exported for Android; MediaPipe
-    against `tfxai predict` on 60 other real validation X-rays (their original 224 px JPEGs)."""
+    """A small CNN with the default recipe's in-model equalisation, trained briefly on 160 real
+    X-rays (64 px), exported for Android; MediaPipe against `tfxai predict` on 60 other real
+    validation X-rays (their original 224 px JPEGs)."""
     from tfxai.training import TrainConfig, train
 
     root = tmp_path / "xrays"
@@ -301,7 +302,8 @@ def test_mediapipe_matches_tfxai_predict_on_real_xrays(shared_data, tmp_path):
             for f in chunk:
                 (root / split / cls / f.name).symlink_to(f)
     run = train(TrainConfig(str(root), "custom_cnn", str(tmp_path / "run"), epochs=3, image_size=64,
-                            batch_size=32, model_options={"width": 8, "depth": 3}, cache_dir=None, verbose=0))
+                            batch_size=32, model_options={"width": 8, "depth": 3, "preprocessing": "equalize"},
+                            cache_dir=None, verbose=0))
     out = tmp_path / "android"
     assert main(["export", "--checkpoint", run.model_path, "--target", "android", "--quantization",
                  "float32,int8", "--data-dir", str(root), "--output-dir", str(out), "--latency-runs", "3",

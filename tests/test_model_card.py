@@ -99,3 +99,30 @@ def test_a_model_trained_before_cards_reads_as_none_and_can_get_one(trained_run,
     card = write_model_card(old)
     assert read_model_card(old) == card and (tmp_path / "old" / CARD_MARKDOWN).exists()
     assert card["training_data"]["class_counts"]["train"] == {"NORMAL": 80, "PNEUMONIA": 80}
+
+
+def test_every_default_export_carries_the_card(trained_run, tmp_path):
+    from tfxai.cli import main
+    from tfxai.model_card import SAVED_MODEL_EXTRA
+
+    out = tmp_path / "export"
+    assert main(["export", "--checkpoint", trained_run.model_path, "--quantization", "float32",
+                 "--output-dir", str(out), "--no-onnx", "--no-progress"]) == 0
+    card = read_model_card(trained_run.model_path)
+    assert json.loads((out / "model_float32.json").read_text())["model_card"] == card
+    assert read_model_card(str(out / "model_float32.tflite")) == card
+    assert read_model_card(str(out / "model_saved_model")) == card
+    assert (out / "model_saved_model" / SAVED_MODEL_EXTRA / CARD_MARKDOWN).read_text() == render_markdown(card)
+    assert json.loads((out / CARD_JSON).read_text()) == card and (out / CARD_MARKDOWN).exists()
+    assert "model_card" not in json.loads((out / "export_config.json").read_text())
+
+
+def test_exporting_a_model_without_a_card_says_so_and_writes_none(trained_run, tmp_path, capsys):
+    from tfxai.cli import main
+
+    old = _without_card(trained_run.model_path, tmp_path / "old" / "best_model.keras")
+    out = tmp_path / "export"
+    assert main(["export", "--checkpoint", old, "--quantization", "float32", "--output-dir", str(out),
+                 "--no-onnx", "--no-saved-model", "--no-progress"]) == 0
+    assert "has no model card" in capsys.readouterr().out
+    assert not (out / CARD_JSON).exists() and read_model_card(str(out / "model_float32.tflite")) is None
