@@ -144,7 +144,10 @@ def convert_tflite(model, quantization: str = "float32", calibration: Calibratio
         converter.inference_output_type = tf.uint8
         prefixes = float_layer_prefixes(model)
         if prefixes:
-            converter._experimental_calibrate_only = True  # quantized below, preprocessing left float
+            # Calibrate only, then quantize leaving the preprocessing float; sparsity encoding comes
+            # last (encoding the calibrated model first broke the quantized one: 1 kB, wrong outputs).
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter._experimental_calibrate_only = True
             return _quantize_keeping_float(converter.convert(), prefixes, sparse)
     return converter.convert()
 
