@@ -266,16 +266,20 @@ def test_readme_python_lines_run_in_mediapipe_and_give_tfxai_predicts_label(andr
     # the Kotlin does what the Python does, with the same file, threshold and class
     for py, kt in (('model_asset_path="model_android_int8.tflite"', 'setModelAssetPath("model_android_int8.tflite")'),
                    ("THRESHOLD = 0.5", "THRESHOLD = 0.5f"), ('scores["PNEUMONIA"] >= THRESHOLD',
-                                                            'scores.getValue("PNEUMONIA") >= THRESHOLD')):
+                                                            'scores.getValue("PNEUMONIA") >= THRESHOLD'),
+                   ('RESIZE_MODE = "pad"', 'RESIZE_MODE = "pad"'),
+                   ('rgb_square(mp.Image.create_from_file("xray.png").numpy_view(), RESIZE_MODE)',
+                    "toSquare(xray, RESIZE_MODE)")):
         assert py in python_code and kt in kotlin
     clf = load_classifier(equalize_run.model_path)
     image = sorted(Path(synthetic_dir, "val", "PNEUMONIA").glob("*.png"))[0]
     square = _prepared_rgb([str(image)], clf)[0]
-    png = tmp_path / "xray_square.png"
-    cv2.imwrite(str(png), cv2.cvtColor(square, cv2.COLOR_RGB2BGR))
+    png = tmp_path / "xray.png"
+    cv2.imwrite(str(png), square[..., 0])  # a grey file, as X-rays come: the snippet makes it RGB
     code = (python_code.replace("model_android_int8.tflite", str(android_export / "model_android_int8.tflite"))
-            .replace("xray_square.png", str(png))
-            .replace("THRESHOLD = 0.5 ", f"THRESHOLD = {clf.threshold!r} "))
+            .replace("xray.png", str(png))
+            .replace("THRESHOLD = 0.5 ", f"THRESHOLD = {clf.threshold!r} ")
+            .replace('RESIZE_MODE = "pad"', f"RESIZE_MODE = {clf.resize_mode!r}"))
     done = subprocess.run([venv_python(), "-c", code], capture_output=True, text=True, timeout=300,
                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert done.returncode == 0, done.stderr[-2000:]
@@ -283,6 +287,28 @@ def test_readme_python_lines_run_in_mediapipe_and_give_tfxai_predicts_label(andr
     predicted = _tfxai_predict(str(android_export / "model_android_int8.tflite"), str(png.parent), tmp_path)
     assert label == predicted[str(png)]["label"]
     assert float(score) == pytest.approx(predicted[str(png)]["p"]["PNEUMONIA"], abs=2e-4)
+
+
+@pytest.mark.parametrize("mode", ["pad", "crop", "squash"])
+def test_readme_rgb_square_letterboxes_and_crops_like_tfxai(mode):
+    """The README's rgb_square at the image's own scale gives tfxai's resize_image pixels (odd
+    margins included) for a grey image, as RGB."""
+    from tfxai.data import resize_image
+
+    text = README.read_text()
+    code = re.search(r"def rgb_square.*?return square\n", text, re.S).group(0)
+    namespace = {"np": np}
+    exec(code, namespace)  # noqa: S102 - the README's own function
+    rng = np.random.default_rng(0)
+    for h, w in ((41, 60), (60, 41), (40, 61), (50, 50)):
+        grey = rng.integers(1, 256, (h, w), dtype=np.uint8)
+        ours = namespace["rgb_square"](grey, mode)
+        size = {"pad": max(h, w), "crop": min(h, w), "squash": None}[mode]
+        if size is None:
+            assert ours.shape == (h, w, 3)  # MediaPipe's own stretch does the rest
+            continue
+        reference = resize_image(grey[..., None], size, mode)[0]
+        np.testing.assert_array_equal(ours, np.repeat(reference, 3, axis=2))
 
 
 @pytest.mark.slow
