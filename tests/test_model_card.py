@@ -84,6 +84,15 @@ def test_shift_metrics_and_source_geometry_enter_the_card_when_present(trained_r
     assert "| roc_auc |" in render_markdown(card)
 
 
+def test_undefined_metrics_are_null_so_the_card_is_strict_json(trained_run):
+    facts, run = _finished_facts(trained_run)
+    one_class = {**facts["val_metrics"], "roc_auc": float("nan"), "pr_auc": float("nan")}
+    card = build_model_card({**facts, "val_metrics": one_class}, run)
+    assert card["evaluation"]["validation"]["metrics"]["roc_auc"] is None
+    json.dumps(card, allow_nan=False)
+    assert "| roc_auc | - |" in render_markdown(card)
+
+
 def test_a_card_describes_finished_runs_only(trained_run):
     facts, run = _finished_facts(trained_run)
     with pytest.raises(ValueError, match="'unfinished'"):

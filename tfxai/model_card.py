@@ -15,6 +15,7 @@ travels with the file); a shift-aware run re-writes it with the ``shift_metrics.
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 
@@ -217,7 +218,7 @@ def build_model_card(facts: dict, run_config: dict | None = None, shift_metrics:
         limits.insert(1, CHOSEN_THRESHOLD_LIMIT)
     if "chest_xray" in source or "pneumoniamnist" in source:
         limits.insert(0, KERMANY_LIMIT)
-    return {
+    return _finite({
         "schema": SCHEMA,
         "model_details": _model_details(facts, run_config),
         "intended_use": {"primary_uses": list(PRIMARY_USES), "primary_users": list(PRIMARY_USERS),
@@ -228,7 +229,18 @@ def build_model_card(facts: dict, run_config: dict | None = None, shift_metrics:
         "ood_guard": _ood(facts),
         "limitations": limits,
         "ethical_considerations": list(ETHICS),
-    }
+    })
+
+
+def _finite(obj):
+    """NaN and infinities (a metric undefined on one class) as null: strict JSON, as browsers parse it."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 # ----------------------------------------------------------------------------- Markdown
