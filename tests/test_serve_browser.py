@@ -130,7 +130,7 @@ def test_page_shows_model_facts_and_the_intended_use_warning(driver, site):
     warning = driver.find_element("id", "intended-use")
     assert warning.is_displayed() and "not a diagnosis" in warning.text
     driver.find_element("css selector", "#model-card summary").click()  # the collapsible model card
-    wait_for(driver, lambda d: "Out-of-scope uses" in d.find_element("id", "card-body").text, "the model card")
+    wait_for(driver, lambda d: "Out of scope uses" in d.find_element("id", "card-body").text, "the model card")
     card = driver.find_element("id", "card-body").text
     assert "Mitchell et al. 2019" in driver.find_element("id", "card-status").text
     assert "Limitations" in card and "Class counts" in card and "False alarm rate on validation" in card
