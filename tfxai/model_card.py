@@ -117,7 +117,7 @@ def _training_data(facts: dict, run_config: dict) -> dict:
     data = run_config.get("data") or {}
     args = facts.get("arguments") or run_config.get("arguments") or {}
     if data.get("val_from_train"):
-        split = (f"carved from the training images: {float(args.get('val_fraction', 0.15)):.0%} stratified by "
+        split = (f"carved from the training images: {100 * float(args.get('val_fraction', 0.15)):g} % stratified by "
                  f"class, grouped by patient (no patient on both sides), seed {args.get('seed', 0)}")
     elif data:
         split = "the data set's own validation split"
