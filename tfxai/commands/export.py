@@ -119,9 +119,16 @@ def _stem(args, q: str) -> str:
     return f"{args.name}_android_{q}" if args.target == "android" else f"{args.name}_{q}"
 
 
+def _card_files(args, card: dict | None) -> bool:
+    """Whether the export writes model_card.json/.md: for a model with a card, unless the output
+    folder is the model's own (its training run already holds the card, and it is train's file)."""
+    here = os.path.dirname(os.path.abspath(args.checkpoint))
+    return card is not None and os.path.abspath(args.output_dir) != here
+
+
 def _planned(args, quantizations, card: dict | None) -> list[str]:
     names = [f"{_stem(args, q)}{ext}" for q in quantizations for ext in (".tflite", ".json")] + [LABELS_NAME]
-    if card is not None:
+    if _card_files(args, card):
         names += [CARD_JSON, CARD_MARKDOWN]
     if args.data_dir:
         names.append(f"{args.name}.keras")
@@ -222,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
     rows = (_measured_rows(model, clf, carried, quantizations, args) if args.data_dir
             else _size_rows(model, carried, quantizations, args))
     rows += _other_formats(model, args, card)
-    if card is not None:
+    if _card_files(args, card):
         write_card_files(args.output_dir, card)
     print(export_table(rows))
     write_csv(os.path.join(args.output_dir, "export_report.csv"), rows, REPORT_COLUMNS)
