@@ -56,6 +56,7 @@ def run_recipe(name: str, args, loaded: dict) -> dict:
     from tfxai.classifier import load_classifier
     from tfxai.data import training_decode_mode
     from tfxai.files import write_json
+    from tfxai.model_card import write_model_card
     from tfxai.native import score_folder, score_protocol_native
     from tfxai.training import read_history, train
     from tfxai.training.recipes import get_recipe
@@ -111,6 +112,7 @@ def run_recipe(name: str, args, loaded: dict) -> dict:
     if args.every_epoch:
         row["selection"] = score_every_epoch(clf, data, run_dir, history, args.seed)
     write_json(metrics_path, row)
+    write_model_card(os.path.join(run_dir, "best_model.keras"))  # again, now with the shift metrics
     return row
 
 

@@ -17,10 +17,12 @@ from .. import data as data_lib, metrics as metrics_lib, plots
 from .._keras import keras, tf
 from ..classifier import keras_classifier, model_facts
 from ..errors import OutputError, TfxaiError
+from ..data.folders import patient_id
 from ..files import (BEST_MODEL_NAME, RUN_CONFIG_NAME, format_bytes, free_bytes, is_disk_full, library_versions,
                      load_model, update_model_facts, write_json)
+from ..model_card import write_model_card
 from ..models import build_model, get_spec, set_backbone_trainable
-from ..ood import OODGuard, feature_model, features as ood_features, store_guard
+from ..ood import OODGuard, check_images, feature_model, features as ood_features, store_guard
 from .callbacks import (BestCheckpoint, CurvePlotter, EpochTimer, drop_unfinished_checkpoints, read_history,
                         repair_history)
 from .config import TrainConfig
@@ -289,13 +291,17 @@ def _check_finite(history: dict, out: str) -> None:
 OOD_FIT_IMAGES = 3000  # training images whose features fit the out-of-distribution guard
 
 
-def _fit_guard(model, train_set, val_set, seed: int) -> OODGuard:
+def _fit_guard(model, train_set, val_set, seed: int) -> tuple[OODGuard, float]:
     """The out-of-distribution guard of ``model`` (see :mod:`tfxai.ood`), from its features on
-    (up to OOD_FIT_IMAGES) training images, thresholded on the validation images."""
+    (up to OOD_FIT_IMAGES) training images, thresholded on the validation images; and its
+    false-alarm rate, the share of those validation images it flags (the model card's)."""
     idx = np.sort(np.random.default_rng(seed).permutation(len(train_set))[:OOD_FIT_IMAGES])
     feats = feature_model(model)
-    guard = OODGuard.fit(ood_features(feats, train_set.images[idx]), ood_features(feats, val_set.images))
-    return guard.fit_pixels(train_set.images[idx], val_set.images)
+    val_feats = ood_features(feats, val_set.images)
+    guard = OODGuard.fit(ood_features(feats, train_set.images[idx]), val_feats)
+    guard = guard.fit_pixels(train_set.images[idx], val_set.images)
+    flagged = [r.flag for r in check_images(guard, None, val_set.images, val_feats)]
+    return guard, float(np.mean(flagged)) if flagged else 0.0
 
 
 def _finish(config: TrainConfig, out: str, run_config: dict, facts: dict, train_set,
@@ -313,15 +319,20 @@ def _finish(config: TrainConfig, out: str, run_config: dict, facts: dict, train_
     threshold = choose_threshold(config, val_set.labels, proba)
     val_metrics = metrics_lib.classification_metrics(val_set.labels, proba, threshold)
     val_metrics["ece"], _ = metrics_lib.expected_calibration_error(val_set.labels, proba)
-    guard = _fit_guard(best, train_set, val_set, config.seed)
+    # The intervals `tfxai evaluate` reports, on the validation images (for the model card).
+    val_ci = metrics_lib.confidence_intervals(val_set.labels, proba, threshold,
+                                              [patient_id(p) for p in val_set.paths], seed=config.seed)
+    guard, flag_rate = _fit_guard(best, train_set, val_set, config.seed)
     store_guard(model_path, guard)
     facts.update(threshold=threshold, temperature=temperature, training="finished",
                  val_metrics={k: v for k, v in val_metrics.items() if k != "confusion_matrix"},
+                 val_ci95=val_ci, parameters=int(best.count_params()),
                  data=run_config["data"]["source"], trained=time.strftime("%Y-%m-%d"),
                  ood={"method": "Mahalanobis distance of penultimate features (PCA), and of 16x16 thumbnails",
                       "components": int(len(guard.variances)), "threshold": guard.threshold,
                       "thumbnail_threshold": guard.pixels.threshold,
-                      "fitted_on_images": guard.n_train})
+                      "fitted_on_images": guard.n_train, "val_flag_rate": flag_rate,
+                      "val_images": len(val_set)})
     update_model_facts(model_path, facts)
     return val_metrics, threshold, temperature
 
@@ -400,6 +411,7 @@ def _train_in(config: TrainConfig, out: str, resuming: bool, splits, callbacks, 
     val_metrics, threshold, temperature = _finish(config, out, run_config, facts, train_set, val_set)
     seconds = time.perf_counter() - t_start
     _record_finished(config, out, run_config, history, val_metrics, threshold, temperature, seconds)
+    write_model_card(os.path.join(out, BEST_MODEL_NAME))
     return TrainResult(out, os.path.join(out, BEST_MODEL_NAME), history, val_metrics, threshold,
                        splits.class_names, seconds, run_config["images_per_second"], resumed_from)
 
