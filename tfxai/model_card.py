@@ -134,7 +134,8 @@ def _training_data(facts: dict, run_config: dict) -> dict:
     if isinstance(geometry, dict):
         out["geometry"] = geometry
         out["resize_mode"] = (f"{facts.get('resize_mode')}: how every image is brought to the model's square "
-                              f"input, chosen from the training files' geometry")
+                              f"input, chosen from the training files' geometry"
+                              + (f" ({facts['resize_reason']})" if facts.get("resize_reason") else ""))
     return out
 
 
