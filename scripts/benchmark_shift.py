@@ -121,6 +121,7 @@ def _train_member(name: str, args, loaded: dict, run_dir: str, seed: int, every_
 def run_recipe(name: str, args, loaded: dict) -> dict:
     from tfxai.classifier import load_classifier
     from tfxai.files import write_json
+    from tfxai.model_card import write_model_card
     from tfxai.training import read_history
     from tfxai.training.recipes import get_recipe
 
@@ -138,6 +139,7 @@ def run_recipe(name: str, args, loaded: dict) -> dict:
     if args.every_epoch:
         row["selection"] = score_every_epoch(clf, data, run_dir, history, args.seed)
     write_json(os.path.join(run_dir, "shift_metrics.json"), row)
+    write_model_card(os.path.join(run_dir, "best_model.keras"))  # again, now with the shift metrics
     return row
 
 
@@ -146,7 +148,8 @@ def run_seed_ensemble(name: str, args, loaded: dict) -> list[dict]:
     their ensemble (tfxai.ensemble; its threshold on the shared standard validation): a row per member
     and one for the ensemble."""
     from tfxai.classifier import load_classifier
-    from tfxai.ensemble import ENSEMBLE_MODEL_NAME, make_ensemble
+    from tfxai.ensemble import ENSEMBLE_ENTRIES, ENSEMBLE_MODEL_NAME, make_ensemble
+    from tfxai.model_card import write_model_card
     from tfxai.files import OutputFolder, read_json, write_json
     from tfxai.training.decision import Policy
 
@@ -167,12 +170,13 @@ def run_seed_ensemble(name: str, args, loaded: dict) -> list[dict]:
             rows.append({"recipe": f"{name} seed {seed}", **timing, **score_row(members[-1], data, args),
                          "command": _command()})
     folder = os.path.join(args.output_dir, f"{name}-seeds" + "-".join(map(str, args.seeds)))
-    OutputFolder(folder, "benchmark_shift", [args.data_dir]).claim([ENSEMBLE_MODEL_NAME, "shift_metrics.json"])
+    OutputFolder(folder, "benchmark_shift", [args.data_dir]).claim([*ENSEMBLE_ENTRIES, "shift_metrics.json"])
     path = os.path.join(folder, ENSEMBLE_MODEL_NAME)
     make_ensemble(members, data.splits.val, data.splits.train.images, path, Policy.of(cfg), args.seed, args.data_dir)
     rows.append({"recipe": f"{name} ensemble of seeds {','.join(map(str, args.seeds))}", **minutes,
                  **score_row(load_classifier(path), data, args), "command": _command()})
     write_json(os.path.join(folder, "shift_metrics.json"), rows[-1])
+    write_model_card(path)  # again, now with the shift metrics beside it
     return rows
 
 

@@ -2,6 +2,9 @@
 
 MediaPipe runs in its own virtualenv (.venv-mediapipe, created by `make install`); these tests
 call it through tfxai.compress.mediapipe_env and fail (they do not skip) when it is missing: CI creates it.
+The exported models have in-model preprocessing (the default recipe's equalisation; every option
+in test_every_preprocessing_option_runs_as_int8_in_mediapipe): its ops are what MediaPipe 0.10.21's
+int8 kernels could not run.
 MediaPipe resizes images to the model's input itself, so every image is handed to it already at the
 model's size, prepared exactly as `tfxai predict` prepares it (tfxai.data.load_image), as RGB: both
 clients then see the same pixels and any difference is the runtime's.
@@ -107,10 +110,26 @@ def test_a_model_that_is_not_a_classifier_is_named_with_its_problem(tmp_path):
 
 # ----------------------------------------------------------------------------- the export, checked by MediaPipe
 @pytest.fixture(scope="module")
-def android_export(trained_run, synthetic_dir, tmp_path_factory):
-    """`tfxai export --target android` of the shared synthetic run, float32 and int8."""
+def equalize_run(synthetic_dir, tmp_path_factory):
+    """A tiny custom_cnn with the default recipe's in-model histogram equalisation, trained on the
+    synthetic X-rays until its probabilities spread out (validation accuracy about 0.97; after 3
+    epochs they all sat within 0.02 of the threshold, finer than int8's output step allows to
+    compare). Its threshold stays 0.5: a threshold chosen on validation is one validation image's
+    own probability, which float rounding then puts on either side."""
+    from tfxai.training import TrainConfig, train
+
+    out = str(tmp_path_factory.mktemp("runs") / "equalize")
+    return train(TrainConfig(synthetic_dir, "custom_cnn", out, epochs=6, image_size=32, batch_size=16,
+                             learning_rate=3e-3,
+                             model_options={"width": 8, "depth": 2, "preprocessing": "equalize"},
+                             cache_dir=None, verbose=0))
+
+
+@pytest.fixture(scope="module")
+def android_export(equalize_run, synthetic_dir, tmp_path_factory):
+    """`tfxai export --target android` of the equalising synthetic run, float32 and int8."""
     out = tmp_path_factory.mktemp("android")
-    assert main(["export", "--checkpoint", trained_run.model_path, "--target", "android",
+    assert main(["export", "--checkpoint", equalize_run.model_path, "--target", "android",
                  "--quantization", "float32,int8", "--data-dir", synthetic_dir, "--output-dir", str(out),
                  "--latency-runs", "3", "--author", "tfxai tests", "--license", "Apache-2.0",
                  "--mediapipe-check", "10", "--no-progress"]) == 0
@@ -145,7 +164,7 @@ def test_android_file_signature_is_rgb_in_one_score_per_class_out(android_export
     assert (android_export / "labels.txt").read_text().splitlines() == ["NORMAL", "PNEUMONIA"]
 
 
-def test_embedded_metadata_reads_back_labels_normalization_and_threshold(android_export, trained_run):
+def test_embedded_metadata_reads_back_labels_normalization_and_threshold(android_export, equalize_run):
     path = android_export / "model_android_int8.tflite"
     back = android.read_metadata(str(path))
     md = back["metadata"]
@@ -160,7 +179,7 @@ def test_embedded_metadata_reads_back_labels_normalization_and_threshold(android
     assert [(f["name"], f["type"]) for f in out_files] == [("labels.txt", "TENSOR_AXIS_LABELS")]
     assert back["associated_files"]["labels.txt"].splitlines() == ["NORMAL", "PNEUMONIA"]
     settings = json.loads(back["associated_files"][android.METADATA_JSON_NAME])
-    assert settings["threshold"] == pytest.approx(trained_run.threshold)
+    assert settings["threshold"] == pytest.approx(equalize_run.threshold)
     assert settings["class_names"] == ["NORMAL", "PNEUMONIA"] and settings["image_size"] == 32
     assert settings["quantization"] == "int8" and "does not diagnose" in settings["intended_use"]
     # the packed files are a zip appended to the flatbuffer: any zip reader finds the labels
@@ -168,20 +187,75 @@ def test_embedded_metadata_reads_back_labels_normalization_and_threshold(android
         assert z.read("labels.txt").decode().splitlines() == ["NORMAL", "PNEUMONIA"]
 
 
+def test_the_android_file_carries_the_model_card_and_its_resize_mode(android_export, equalize_run):
+    from tfxai.model_card import read_model_card
+
+    path = android_export / "model_android_int8.tflite"
+    back = android.read_metadata(str(path))
+    card = json.loads(back["associated_files"]["model_card.json"])
+    trained = read_model_card(equalize_run.model_path)
+    assert card["model_details"]["licence"] == "Apache-2.0"  # --license, the rest as trained
+    assert card == {**trained, "model_details": {**trained["model_details"], "licence": "Apache-2.0"}}
+    assert card["evaluation"]["validation"]["ci95"]["roc_auc"]
+    assert read_model_card(str(path)) == card  # the packed file, read like any zip
+    assert json.loads((android_export / "model_android_int8.json").read_text())["model_card"] == card
+    assert json.loads((android_export / "model_card.json").read_text()) == card
+    assert (android_export / "model_card.md").read_text().startswith("# Model card: ")
+    description = back["metadata"]["description"]
+    assert "resize mode pad: letterbox the X-ray to a square with black borders first" in description
+    assert "Model card (model_card.json): validation (60 images, 95 % intervals): roc_auc" in description
+
+
+@pytest.fixture(scope="module")
+def synthetic_images(synthetic_dir):
+    """The synthetic training (calibration) and validation images, 32 px grey."""
+    from tfxai.data import load_splits
+
+    data = load_splits(synthetic_dir, 32, 1, cache_dir=None, progress=False)
+    return data.train.images, data.val.images
+
+
+@pytest.mark.parametrize("preprocessing", ["standardize", "equalize", "local_contrast", "equalize_local"])
+def test_every_preprocessing_option_runs_as_int8_in_mediapipe(preprocessing, synthetic_images, tmp_path):
+    """The preprocessing stays float32 inside the int8 file (its DIV and SQRT have no int8 kernel
+    MediaPipe 0.10.21 runs), the network after it is int8; MediaPipe gives LiteRT's scores."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfxai.compress.tflite import Calibration
+    from tfxai.models import build_model
+
+    train_images, val_images = synthetic_images
+    model = build_model("custom_cnn", (32, 32, 1), 2, width=8, depth=2, preprocessing=preprocessing)
+    meta = android.AndroidMetadata(preprocessing, "test", "tfxai test", "tests", "Apache-2.0")
+    path = android.export_android(model, str(tmp_path / "m_android_int8.tflite"), "int8",
+                                  model_facts(["NORMAL", "PNEUMONIA"], 32, 1), meta, Calibration(train_images, 50))
+    interp = Interpreter(model_path=path)
+    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interp.get_tensor_details()}
+    ops = [(op["op_name"], dtypes[op["inputs"][0]]) for op in interp._get_ops_details()]
+    float_ops = {name for name, dtype in ops if dtype == "float32"}
+    assert float_ops & {"DIV", "RSQRT"} and not {name for name, dtype in ops if dtype == "int8"} & {"DIV", "SQRT"}
+    assert ("CONV_2D", "int8") in ops and ("FULLY_CONNECTED", "int8") in ops
+    rgb = android.to_rgb(val_images[:10])
+    lite = load_classifier(path).predict_proba(rgb)
+    np.testing.assert_allclose(android.mediapipe_classify(path, rgb), lite, atol=1e-6)
+    keras_p = model.predict(val_images[:10].astype(np.float32), verbose=0)[:, 0]
+    assert np.max(np.abs(lite[:, 1] - keras_p)) < 0.02
+
+
 @pytest.mark.parametrize("quantization, tolerance", [("float32", 1e-4), ("int8", 0.02)])
 def test_mediapipe_image_classifier_matches_tfxai_predict_on_synthetic_xrays(
-        android_export, trained_run, synthetic_dir, tmp_path, quantization, tolerance):
+        android_export, equalize_run, synthetic_dir, tmp_path, quantization, tolerance):
     tflite = str(android_export / f"model_android_{quantization}.tflite")
     files = _val_files(synthetic_dir)
     # float32 against the Keras checkpoint; int8 against the same int8 file under tfxai (LiteRT),
     # its distance from Keras being the export report's agreement (previous test)
-    reference = trained_run.model_path if quantization == "float32" else tflite
+    reference = equalize_run.model_path if quantization == "float32" else tflite
     result = _check_against_predict(tflite, reference, os.path.join(synthetic_dir, "val"), files, tmp_path,
                                     tolerance)
     assert result["n"] == 60
 
 
-def test_readme_python_lines_run_in_mediapipe_and_give_tfxai_predicts_label(android_export, trained_run,
+def test_readme_python_lines_run_in_mediapipe_and_give_tfxai_predicts_label(android_export, equalize_run,
                                                                             synthetic_dir, tmp_path):
     import cv2
 
@@ -192,16 +266,20 @@ def test_readme_python_lines_run_in_mediapipe_and_give_tfxai_predicts_label(andr
     # the Kotlin does what the Python does, with the same file, threshold and class
     for py, kt in (('model_asset_path="model_android_int8.tflite"', 'setModelAssetPath("model_android_int8.tflite")'),
                    ("THRESHOLD = 0.5", "THRESHOLD = 0.5f"), ('scores["PNEUMONIA"] >= THRESHOLD',
-                                                            'scores.getValue("PNEUMONIA") >= THRESHOLD')):
+                                                            'scores.getValue("PNEUMONIA") >= THRESHOLD'),
+                   ('RESIZE_MODE = "pad"', 'RESIZE_MODE = "pad"'),
+                   ('rgb_square(mp.Image.create_from_file("xray.png").numpy_view(), RESIZE_MODE)',
+                    "toSquare(xray, RESIZE_MODE)")):
         assert py in python_code and kt in kotlin
-    clf = load_classifier(trained_run.model_path)
+    clf = load_classifier(equalize_run.model_path)
     image = sorted(Path(synthetic_dir, "val", "PNEUMONIA").glob("*.png"))[0]
     square = _prepared_rgb([str(image)], clf)[0]
-    png = tmp_path / "xray_square.png"
-    cv2.imwrite(str(png), cv2.cvtColor(square, cv2.COLOR_RGB2BGR))
+    png = tmp_path / "xray.png"
+    cv2.imwrite(str(png), square[..., 0])  # a grey file, as X-rays come: the snippet makes it RGB
     code = (python_code.replace("model_android_int8.tflite", str(android_export / "model_android_int8.tflite"))
-            .replace("xray_square.png", str(png))
-            .replace("THRESHOLD = 0.5 ", f"THRESHOLD = {clf.threshold!r} "))
+            .replace("xray.png", str(png))
+            .replace("THRESHOLD = 0.5 ", f"THRESHOLD = {clf.threshold!r} ")
+            .replace('RESIZE_MODE = "pad"', f"RESIZE_MODE = {clf.resize_mode!r}"))
     done = subprocess.run([venv_python(), "-c", code], capture_output=True, text=True, timeout=300,
                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert done.returncode == 0, done.stderr[-2000:]
@@ -211,11 +289,34 @@ def test_readme_python_lines_run_in_mediapipe_and_give_tfxai_predicts_label(andr
     assert float(score) == pytest.approx(predicted[str(png)]["p"]["PNEUMONIA"], abs=2e-4)
 
 
+@pytest.mark.parametrize("mode", ["pad", "crop", "squash"])
+def test_readme_rgb_square_letterboxes_and_crops_like_tfxai(mode):
+    """The README's rgb_square at the image's own scale gives tfxai's resize_image pixels (odd
+    margins included) for a grey image, as RGB."""
+    from tfxai.data import resize_image
+
+    text = README.read_text()
+    code = re.search(r"def rgb_square.*?return square\n", text, re.S).group(0)
+    namespace = {"np": np}
+    exec(code, namespace)  # noqa: S102 - the README's own function
+    rng = np.random.default_rng(0)
+    for h, w in ((41, 60), (60, 41), (40, 61), (50, 50)):
+        grey = rng.integers(1, 256, (h, w), dtype=np.uint8)
+        ours = namespace["rgb_square"](grey, mode)
+        size = {"pad": max(h, w), "crop": min(h, w), "squash": None}[mode]
+        if size is None:
+            assert ours.shape == (h, w, 3)  # MediaPipe's own stretch does the rest
+            continue
+        reference = resize_image(grey[..., None], size, mode)[0]
+        np.testing.assert_array_equal(ours, np.repeat(reference, 3, axis=2))
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_mediapipe_matches_tfxai_predict_on_real_xrays(shared_data, tmp_path):
-    """A small CNN trained briefly on 160 real X-rays (64 px), exported for Android; MediaPipe
-    against `tfxai predict` on 60 other real validation X-rays (their original 224 px JPEGs)."""
+    """A small CNN with the default recipe's in-model equalisation, trained briefly on 160 real
+    X-rays (64 px), exported for Android; MediaPipe against `tfxai predict` on 60 other real
+    validation X-rays (their original 224 px JPEGs)."""
     from tfxai.training import TrainConfig, train
 
     root = tmp_path / "xrays"
@@ -227,7 +328,8 @@ def test_mediapipe_matches_tfxai_predict_on_real_xrays(shared_data, tmp_path):
             for f in chunk:
                 (root / split / cls / f.name).symlink_to(f)
     run = train(TrainConfig(str(root), "custom_cnn", str(tmp_path / "run"), epochs=3, image_size=64,
-                            batch_size=32, model_options={"width": 8, "depth": 3}, cache_dir=None, verbose=0))
+                            batch_size=32, model_options={"width": 8, "depth": 3, "preprocessing": "equalize"},
+                            cache_dir=None, verbose=0))
     out = tmp_path / "android"
     assert main(["export", "--checkpoint", run.model_path, "--target", "android", "--quantization",
                  "float32,int8", "--data-dir", str(root), "--output-dir", str(out), "--latency-runs", "3",
@@ -302,7 +404,7 @@ def test_missing_mediapipe_venv_is_one_line_naming_it(trained_run, tmp_path, cap
 def test_a_failure_while_embedding_metadata_leaves_no_tflite(trained_run, tmp_path, monkeypatch):
     from tfxai.compress.mediapipe_env import MediaPipeError
 
-    def broken_writer(tflite_in, tflite_out, config, meta):
+    def broken_writer(tflite_in, tflite_out, config, meta, card=None):
         with open(tflite_out, "wb") as f:
             f.write(b"half a file")
         raise MediaPipeError("writer crashed half-way")

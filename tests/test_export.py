@@ -70,6 +70,55 @@ def test_int8_takes_uint8_pixels_unchanged_and_agrees_on_90_percent(trained, exp
     np.testing.assert_allclose(clf.predict_proba(test_images.astype(np.float32)), proba)
 
 
+def test_int8_keeps_in_model_preprocessing_in_float32_and_the_network_in_int8(trained, tmp_path):
+    """Equalisation then local contrast (DIV, SQRT): float32 between a DEQUANTIZE and a QUANTIZE,
+    the convolutions int8; the file's probabilities stay within 0.02 of Keras."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfxai.models import build_model
+
+    model = build_model("custom_cnn", (32, 32, 1), 2, width=8, depth=2, preprocessing="equalize_local")
+    assert tflite.float_layer_prefixes(model) == (f"{model.name}/equalize/", f"{model.name}/local_contrast/")
+    path = tflite.export_tflite(model, str(tmp_path / "m_int8.tflite"), "int8", Calibration(trained.images, 50))
+    interp = Interpreter(model_path=path)
+    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interp.get_tensor_details()}
+    ops = {(op["op_name"], dtypes[op["inputs"][0]]) for op in interp._get_ops_details()}
+    assert {("DIV", "float32"), ("SQRT", "float32")} <= ops and "DEQUANTIZE" in {name for name, _ in ops}
+    assert ("CONV_2D", "int8") in ops and not {("DIV", "int8"), ("SQRT", "int8")} & ops
+    keras_p = model.predict(trained.test_images[:20].astype(np.float32), verbose=0)[:, 0]
+    lite_p = load_classifier(path, threshold=0.5, class_names=["a", "b"]).predict_proba(trained.test_images[:20])[:, 1]
+    assert np.max(np.abs(lite_p - keras_p)) < 0.02
+
+
+def test_sparse_int8_of_a_pruned_model_with_preprocessing_equals_the_dense_file(trained):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfxai.models import build_model
+
+    model = build_model("custom_cnn", (32, 32, 1), 2, width=16, depth=2, preprocessing="equalize")
+    for w in model.weights:  # 80 % zeros in every kernel, as pruning leaves them
+        if len(w.shape) == 4:
+            v = w.numpy()
+            v[np.abs(v) < np.percentile(np.abs(v), 80)] = 0
+            w.assign(v)
+    cal = Calibration(trained.images, 50)
+    dense, sparse = (tflite.convert_tflite(model, "int8", cal, sparse=s) for s in (False, True))
+
+    def outputs(data):
+        interp = Interpreter(model_content=data)
+        interp.allocate_tensors()
+        inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+        got = []
+        for img in trained.test_images[:10]:
+            interp.set_tensor(inp["index"], img[None])
+            interp.invoke()
+            got.append(interp.get_tensor(out["index"]).copy())
+        return np.concatenate(got)
+
+    assert len(sparse) < 0.9 * len(dense)
+    np.testing.assert_array_equal(outputs(sparse), outputs(dense))
+
+
 def test_quantized_files_are_smaller(exported):
     sizes = {q: os.path.getsize(p) for q, p in exported.items()}
     assert sizes["float16"] < 0.75 * sizes["float32"]

@@ -136,6 +136,9 @@ def test_export_into_the_training_run_folder_keeps_the_run_config(tmp_path, trai
     assert code == 0
     assert (run / "run_config.json").read_bytes() == before
     assert (run / "model_float32.tflite").exists() and (run / "export_config.json").exists()
+    # the run's own model card stays train's; the export's sidecar carries the same card
+    assert json.loads((run / "model_float32.json").read_text())["model_card"] == json.loads(
+        (run / "model_card.json").read_text())
 
 
 def test_predict_twice_into_the_inbox_never_reads_its_own_overlays(tmp_path, trained_run):

@@ -77,6 +77,21 @@ def test_health_and_model_facts(served):
     assert "not a diagnosis" in card["intended_use"]
 
 
+def test_model_card_route_answers_the_card_stored_with_the_model(served, trained_run, tmp_path):
+    from test_model_card import _without_card
+
+    from tfxai.model_card import SECTIONS, read_model_card
+    from tfxai.serve.app import stored_card
+
+    answer = served.client.get("/api/model-card")
+    assert answer.status_code == 200
+    card = answer.json()["model_card"]
+    assert card == read_model_card(trained_run.model_path) and list(card) == list(SECTIONS)
+    old = _without_card(trained_run.model_path, tmp_path / "old.keras")
+    assert stored_card(old) == {"model_card": None, "message": stored_card(old)["message"]}
+    assert "has no model card" in stored_card(old)["message"]
+
+
 def test_predict_answers_equal_predict_files_on_the_same_images(served, images):
     want = expected_predictions(served.clf, images[:8])
     for path in images[:8]:

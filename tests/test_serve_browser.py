@@ -129,6 +129,11 @@ def test_page_shows_model_facts_and_the_intended_use_warning(driver, site):
     assert f"ROC-AUC {clf.config['val_metrics']['roc_auc']:.3f}" in facts and clf.config["trained"] in facts
     warning = driver.find_element("id", "intended-use")
     assert warning.is_displayed() and "not a diagnosis" in warning.text
+    driver.find_element("css selector", "#model-card summary").click()  # the collapsible model card
+    wait_for(driver, lambda d: "Out of scope uses" in d.find_element("id", "card-body").text, "the model card")
+    card = driver.find_element("id", "card-body").text
+    assert "Mitchell et al. 2019" in driver.find_element("id", "card-status").text
+    assert "Limitations" in card and "Class counts" in card and "False alarm rate on validation" in card
     origins = driver.execute_script(
         "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin);")
     assert origins and set(origins) == {site.url}  # the script, style and API: nothing from elsewhere

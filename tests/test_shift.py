@@ -186,6 +186,11 @@ def test_train_cli_with_a_holdout_pattern_writes_shift_metrics(kermany_like, tmp
     assert cfg["data"]["train_counts"]["NORMAL"] + cfg["data"]["val_counts"]["NORMAL"] == 32
     assert "NORMAL2-*" in cfg["data"]["source"]
     assert cfg["arguments"]["balanced_validation"] is True  # the protocol selects on the balanced loss
+    from tfxai.model_card import read_model_card
+
+    card = read_model_card(str(out / "best_model.keras"))  # re-written with the protocol's results
+    assert card["evaluation"]["shift"]["shift_auc"] == pytest.approx(scores["shift_auc"])
+    assert json.loads((out / "model_card.json").read_text()) == card
     # shift_metrics.json belongs to the run folder: --overwrite replaces the whole run.
     assert main(["train", "--data-dir", kermany_like, "--model-type", "custom_cnn", "--model-options",
                  '{"width": 8, "depth": 2}', "--epochs", "1", "--image-size", "32", "--holdout-pattern", "NORMAL2-*",

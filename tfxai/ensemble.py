@@ -43,11 +43,14 @@ from .data import ImageSet, split_fingerprint
 from .errors import DataError, ModelFileError
 from .files import save_model
 from .layers import ChannelSlice
+from .model_card import CARD_JSON, CARD_MARKDOWN, write_model_card
 from .training.decision import Decision, Policy, decide, store_decision
 
 log = logging.getLogger(__name__)
 
 ENSEMBLE_MODEL_NAME = "ensemble.keras"
+# What writing an ensemble puts in its folder (OutputFolder.claim): the model and its card.
+ENSEMBLE_ENTRIES = (ENSEMBLE_MODEL_NAME, CARD_JSON, CARD_MARKDOWN)
 COMBINATION = ("the mean of the members' logits: one Dense layer over their concatenated features, "
                "kernel [w_1; ...; w_K] / K, bias mean(b_i)")
 GRADCAM = ("Grad-CAM of the averaged score over all members' last feature maps at once (layer "
@@ -158,11 +161,14 @@ def ensemble_facts(members: Sequence[Classifier]) -> dict:
 
 def save_ensemble(model: keras.Model, path: str, facts: dict, decision: Decision, **extra) -> dict:
     """The one way an ensemble is written: the model with its facts, then its decision (threshold,
-    temperature, guard). Returns the stored facts."""
+    temperature, guard), then its model card (:mod:`tfxai.model_card`: inside the file and as
+    ``model_card.json``/``.md`` beside it). Returns the stored facts."""
     if not path.endswith(".keras"):
         raise ValueError(f"ensemble path must end in .keras, got {path!r}")
     save_model(model, path, facts)
-    return store_decision(path, facts, decision, **extra)
+    facts = store_decision(path, facts, decision, **extra)
+    write_model_card(path)
+    return facts
 
 
 def make_ensemble(members: Sequence[Classifier], val_set: ImageSet, train_images: np.ndarray, path: str,
@@ -186,7 +192,7 @@ def make_ensemble(members: Sequence[Classifier], val_set: ImageSet, train_images
     policy = policy or Policy.from_facts(members[0].config) or Policy()
     model = build_ensemble([m.model for m in members])
     facts = ensemble_facts(members)
-    decision = decide(model, facts, val_set.images, val_set.labels, policy, train_images, seed)
+    decision = decide(model, facts, val_set, policy, train_images, seed)
     facts = save_ensemble(model, path, facts, decision)
     log.info("ensemble of %d members written to %s (threshold %.3f chosen on %d validation images)",
              len(members), os.path.normpath(path), decision.threshold, len(val_set))

@@ -133,6 +133,10 @@ def score_native(clf: Classifier, paths, labels, out_dir: str, threshold: float,
            "native_spec_oracle": specificity_at_sensitivity(y, p, 0.93) if len(np.unique(y)) == 2 else float("nan"),
            "native_flagged": float(flags.mean()), "native_n": len(files), "native_aspect": list(FILM_ASPECT),
            "native_formats": list(FORMATS)}
+    fmt = np.array([FORMATS[i % len(FORMATS)] for i in range(len(files))])
+    out["native_by_format"] = {f: {"n": int((fmt == f).sum()), "flagged": float(flags[fmt == f].mean()),
+                                   "spec": float((p[(fmt == f) & (y == 0)] < threshold).mean())}
+                               for f in FORMATS if (fmt == f).any()}
     if reference is not None:
         ref = np.asarray(reference, np.float64).reshape(-1)
         out["native_agreement"] = float(((ref >= threshold) == (p >= threshold)).mean())

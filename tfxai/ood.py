@@ -135,21 +135,25 @@ FIT_IMAGES = 3000  # training images whose features fit a model's guard
 
 
 def fit_model_guard(model: keras.Model, train_images: np.ndarray, val_images: np.ndarray, seed: int = 0,
-                    max_images: int = FIT_IMAGES) -> OODGuard:
+                    max_images: int = FIT_IMAGES) -> tuple[OODGuard, float]:
     """The guard of ``model`` (both parts), fitted on (up to ``max_images``, drawn with ``seed``)
-    raw-pixel training images (N, S, S, C) and thresholded on the validation images."""
+    raw-pixel training images (N, S, S, C) and thresholded on the validation images; and its
+    false-alarm rate, the share of those validation images it flags (the model card's)."""
     idx = np.sort(np.random.default_rng(seed).permutation(len(train_images))[:max_images])
     feats = feature_model(model)
-    guard = OODGuard.fit(features(feats, train_images[idx]), features(feats, val_images))
-    return guard.fit_pixels(train_images[idx], val_images)
+    val_feats = features(feats, val_images)
+    guard = OODGuard.fit(features(feats, train_images[idx]), val_feats).fit_pixels(train_images[idx], val_images)
+    flagged = [r.flag for r in check_images(guard, None, val_images, val_feats)]
+    return guard, float(np.mean(flagged)) if flagged else 0.0
 
 
-def guard_facts(guard: OODGuard) -> dict:
-    """What the model facts say about a guard (``facts["ood"]``)."""
+def guard_facts(guard: OODGuard, flag_rate: float | None = None, val_images: int | None = None) -> dict:
+    """What the model facts say about a guard (``facts["ood"]``), with its false-alarm rate on the
+    ``val_images`` validation images it was thresholded on."""
     return {"method": "Mahalanobis distance of penultimate features (PCA), and of 16x16 thumbnails",
             "components": int(len(guard.variances)), "threshold": guard.threshold,
             "thumbnail_threshold": guard.pixels.threshold if guard.pixels is not None else None,
-            "fitted_on_images": guard.n_train}
+            "fitted_on_images": guard.n_train, "val_flag_rate": flag_rate, "val_images": val_images}
 
 
 def store_guard(model_path: str, guard: OODGuard) -> None:

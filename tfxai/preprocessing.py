@@ -4,8 +4,10 @@ Every layer here maps raw pixels float32 (N, H, W, C) in [0, 255] to float32 (N,
 [0, 255], so it sits in front of a model's own rescaling without changing anything else. The
 layers hold no weights, are registered Keras serializables (a saved model loads with
 ``safe_mode=True``: :func:`tfxai.files.load_model` passes them, through :mod:`tfxai.layers`), and use
-only ops that TFLite has as builtins in float32 and int8 (mean, sub, mul, rsqrt, logistic, average
-pooling, min/max): a model exported for a phone carries its preprocessing with it.
+only TFLite builtins (mean, sub, mul, div, sqrt, rsqrt, logistic, average pooling, min/max): a
+model exported for a phone carries its preprocessing with it. An int8 file keeps these layers in
+float32 (:func:`tfxai.compress.tflite.convert_tflite`): older runtimes such as MediaPipe 0.10.21
+have no int8 DIV kernel and do not know SQRT's int8 version.
 
 * ``standardize``: per-image intensity standardisation, ``128 + 48 * (x - mean) / std``.
 * ``equalize``: smooth histogram equalisation; each image's intensity CDF, estimated on ``bins``

@@ -37,6 +37,7 @@ import numpy as np
 from . import data as data_lib
 from .errors import DataError
 from .metrics import roc_auc_or_nan, specificity_at_sensitivity, threshold_for_sensitivity
+from .model_card import SHIFT_METRICS_NAME, write_model_card
 
 if TYPE_CHECKING:
     from .training import TrainConfig, TrainResult
@@ -374,7 +375,8 @@ def train_with_holdout(config: TrainConfig, holdout_pattern: str = DEFAULT_HOLDO
     log.info("%s", data.summary().splitlines()[-1])
     result = train(config, splits=data.splits)
     scores = score_model(load_classifier(result.model_path), data, target_sensitivity, config.seed)
-    write_json(os.path.join(result.output_dir, "shift_metrics.json"), scores)
+    write_json(os.path.join(result.output_dir, SHIFT_METRICS_NAME), scores)
+    write_model_card(result.model_path)  # again, now with the shift metrics
     return result, scores
 
 

@@ -11,7 +11,7 @@ import argparse
 import os
 
 from ..classifier import load_classifier
-from ..ensemble import ENSEMBLE_MODEL_NAME, make_ensemble
+from ..ensemble import ENSEMBLE_ENTRIES, ENSEMBLE_MODEL_NAME, make_ensemble
 from ..errors import TfxaiError
 from ..evaluation import run_splits
 from ..files import OutputFolder, write_json
@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the data the members were trained on: the ensemble's threshold, temperature and "
                         "out-of-distribution guard are chosen on its validation split (re-created with the "
                         "members' settings and checked against the split they recorded)")
-    _args.add_output_dir(p, f"where {ENSEMBLE_MODEL_NAME} and {ENSEMBLE_CONFIG_NAME} go", required=True)
+    _args.add_output_dir(p, f"where {ENSEMBLE_MODEL_NAME}, its model card and {ENSEMBLE_CONFIG_NAME} go",
+                         required=True)
     p.add_argument("--threshold-policy", choices=THRESHOLD_POLICIES,
                    help="fixed 0.5, --target-sensitivity, or Youden's J, chosen on the ensemble's own validation "
                         "probabilities (default: the members' policy)")
@@ -60,7 +61,7 @@ def _policy(args, first) -> Policy:
 def run(args) -> int:
     folder = OutputFolder(args.output_dir, "ensemble", [args.data_dir, *args.members])
     with folder.lock():  # another command writing here stops this one before any work
-        folder.claim([ENSEMBLE_MODEL_NAME, ENSEMBLE_CONFIG_NAME])
+        folder.claim([*ENSEMBLE_ENTRIES, ENSEMBLE_CONFIG_NAME])
         return _make(args)
 
 

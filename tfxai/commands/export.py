@@ -37,6 +37,7 @@ from ..compress.tflite import (Calibration, export_and_measure, export_measured,
 from ..data import load_splits
 from ..errors import DataError, TfxaiError
 from ..files import OutputFolder, write_csv, write_json
+from ..model_card import CARD_JSON, CARD_MARKDOWN, read_model_card, write_card_files
 from ..training import FitSettings, fit_arrays
 from ..training.decision import Policy
 from . import _args
@@ -118,12 +119,32 @@ def _facts(clf, checkpoint: str) -> dict:
                        **({"threshold_policy": policy.to_dict()} if policy else {}))
 
 
+def _card(checkpoint: str, args) -> dict | None:
+    """The checkpoint's model card (None for a model trained before cards), with the licence
+    given to --license."""
+    card = read_model_card(checkpoint)
+    if card is None:
+        print(f"{checkpoint} has no model card (trained before tfxai wrote them): the export carries none")
+    elif args.target == "android" and not args.license.startswith("unspecified"):
+        card = {**card, "model_details": {**card["model_details"], "licence": args.license}}
+    return card
+
+
 def _stem(args, q: str) -> str:
     return f"{args.name}_android_{q}" if args.target == "android" else f"{args.name}_{q}"
 
 
-def _planned(args, quantizations) -> list[str]:
+def _card_files(args, card: dict | None) -> bool:
+    """Whether the export writes model_card.json/.md: for a model with a card, unless the output
+    folder is the model's own (its training run already holds the card, and it is train's file)."""
+    here = os.path.dirname(os.path.abspath(args.checkpoint))
+    return card is not None and os.path.abspath(args.output_dir) != here
+
+
+def _planned(args, quantizations, card: dict | None) -> list[str]:
     names = [f"{_stem(args, q)}{ext}" for q in quantizations for ext in (".tflite", ".json")] + [LABELS_NAME]
+    if _card_files(args, card):
+        names += [CARD_JSON, CARD_MARKDOWN]
     if args.data_dir:
         names.append(f"{args.name}.keras")
     if args.pqat_epochs:
@@ -176,12 +197,12 @@ def _size_rows(model, facts, quantizations, args) -> list[dict]:
     return rows
 
 
-def _other_formats(model, args) -> list[dict]:
+def _other_formats(model, args, card: dict | None) -> list[dict]:
     rows = []
     if args.target != "default":
         return rows
     if args.saved_model:
-        folder = export_saved_model(model, os.path.join(args.output_dir, f"{args.name}_saved_model"))
+        folder = export_saved_model(model, os.path.join(args.output_dir, f"{args.name}_saved_model"), card)
         raw, gz = file_sizes(folder)
         rows.append({"format": "saved", "quantization": "float32", "path": folder, "size_bytes": raw,
                      "gzip_bytes": gz, "input_dtype": "float32"})
@@ -241,18 +262,24 @@ def run(args: argparse.Namespace) -> int:
         if args.pqat_epochs:
             raise TfxaiError("--pqat-epochs exports the default target only; drop it with --target android")
         venv_python()  # the metadata writer's venv: one clear line before any work when it is missing
+    card = _card(args.checkpoint, args)
     folder = OutputFolder(args.output_dir, "export", [args.checkpoint, args.data_dir])
     with folder.lock():  # another command writing here stops this one before any work
-        folder.claim(_planned(args, quantizations))
-        return _export(args, clf, quantizations)
+        folder.claim(_planned(args, quantizations, card))
+        return _export(args, clf, quantizations, card)
 
 
-def _export(args, clf, quantizations) -> int:
+def _export(args, clf, quantizations, card: dict | None) -> int:
     config = _facts(clf, args.checkpoint)
+    # The card travels with the facts into every file: .tflite sidecars, the Android file's
+    # metadata, the .keras copy; the reports below keep the facts alone.
+    carried = {**config, "model_card": card} if card is not None else config
     model = clf.model
-    rows = (_measured_rows(model, clf, config, quantizations, args) if args.data_dir
-            else _size_rows(model, config, quantizations, args))
-    rows += _other_formats(model, args)
+    rows = (_measured_rows(model, clf, carried, quantizations, args) if args.data_dir
+            else _size_rows(model, carried, quantizations, args))
+    rows += _other_formats(model, args, card)
+    if _card_files(args, card):
+        write_card_files(args.output_dir, card)
     print(export_table(rows))
     write_csv(os.path.join(args.output_dir, "export_report.csv"), rows, REPORT_COLUMNS)
     write_json(os.path.join(args.output_dir, "export_report.json"), {"rows": rows, "config": config})

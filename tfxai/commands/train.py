@@ -255,6 +255,7 @@ def run(args) -> int:
         result = train(config)
     print(format_metrics(result.val_metrics, prefix=f"validation (threshold {result.threshold:.3f}): "))
     print(f"trained in {result.seconds:.0f} s ({result.images_per_second:.0f} training images/s); "
-          f"model {result.model_path}; curves {result.output_dir}/training_curves.png; "
+          f"model {result.model_path}; model card {result.output_dir}/model_card.md; "
+          f"curves {result.output_dir}/training_curves.png; "
           f"TensorBoard: tensorboard --logdir {result.output_dir}/logs")
     return 0

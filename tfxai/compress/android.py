@@ -14,9 +14,11 @@ image classifiers expect, converts it, embeds TFLite metadata, and measures it:
 * metadata (written by MediaPipe's metadata writer in the MediaPipe venv,
   :mod:`tfxai.mediapipe_env`): name, description with the intended use, version, author,
   licence; image input with normalization mean 0 and std 1 (the model takes raw pixels; the
-  rescaling is inside); the labels as the output's associated file ``labels.txt``; and
-  ``tfxai_model.json`` (threshold, class names, image size, resize mode, intended use) as a
-  model-level associated file.
+  rescaling is inside); the labels as the output's associated file ``labels.txt``;
+  ``tfxai_model.json`` (threshold, class names, image size, resize mode, intended use) and, for
+  a model trained with one, ``model_card.json`` (:mod:`tfxai.model_card`) as model-level
+  associated files; the description names the resize mode an app must apply and summarises the
+  card.
 
 The file is written under a temporary name and renamed only once it is complete and loads in
 LiteRT: a failure never leaves a half-written ``.tflite`` under the final name.
@@ -36,6 +38,7 @@ from .. import __version__
 from .._keras import keras, tf
 from ..classifier import check_classifier, keras_classifier, load_classifier
 from ..errors import ModelFileError
+from ..model_card import CARD_JSON, summary as card_summary
 from .measure import EvalSet, evaluate_classifier, file_sizes, keras_latency_ms, keras_sizes
 from .mediapipe_env import run_helper, venv_python
 from .tflite import Calibration, convert_tflite, write_sidecar
@@ -95,24 +98,32 @@ class AndroidMetadata:
     license: str
 
 
-def embed_metadata(tflite_in: str, tflite_out: str, config: dict, meta: AndroidMetadata) -> dict:
+def embed_metadata(tflite_in: str, tflite_out: str, config: dict, meta: AndroidMetadata,
+                   card: dict | None = None) -> dict:
     """Write ``tflite_out`` = ``tflite_in`` + TFLite metadata (MediaPipe writer, in its venv).
 
     ``config``: the export config (class_names, threshold, image_size, ...), packed as
-    ``tfxai_model.json``. Returns the metadata as JSON (what MediaPipe's displayer prints).
+    ``tfxai_model.json``; ``card``: the model card, packed as ``model_card.json``. Returns the
+    metadata as JSON (what MediaPipe's displayer prints).
     """
     with tempfile.TemporaryDirectory(prefix="tfxai-meta-") as tmp:
         json_path = os.path.join(tmp, METADATA_JSON_NAME)
         with open(json_path, "w") as f:
             json.dump({**config, "intended_use": INTENDED_USE}, f, indent=2, default=str)
+        extra = [{"path": json_path, "description": "tfxai export settings: class names, decision threshold "
+                  "for the positive class, image size, resize mode, intended use"}]
+        if card is not None:
+            card_path = os.path.join(tmp, CARD_JSON)
+            with open(card_path, "w") as f:
+                json.dump(card, f, indent=2, default=str)
+            extra.append({"path": card_path, "description": "model card (sections of Mitchell et al. 2019): "
+                          "intended use, training data, validation metrics with 95 % intervals, threshold, "
+                          "out-of-distribution guard, limitations"})
         answer = run_helper("write-metadata", {
             "model_in": tflite_in, "model_out": tflite_out, "name": meta.name,
             "description": meta.description, "version": meta.version, "author": meta.author,
             "license": meta.license, "labels": list(config["class_names"]),
-            "norm_mean": [0.0], "norm_std": [1.0],
-            "extra_files": [{"path": json_path, "description": "tfxai export settings: class names, "
-                             "decision threshold for the positive class, image size, resize mode, "
-                             "intended use"}]})
+            "norm_mean": [0.0], "norm_std": [1.0], "extra_files": extra})
     return answer["metadata"]
 
 
@@ -165,6 +176,8 @@ def export_android(model, path: str, quantization: str, config: dict, meta: Andr
         raise ValueError(f"TFLite path must end in .tflite, got {path!r}")
     check_classifier(model, config.get("source_model", "<model>"))
     venv_python()  # fail before converting when the writer's venv is missing
+    card = config.get("model_card")
+    config = {k: v for k, v in config.items() if k != "model_card"}  # packed as its own file
     wrapped = android_model(model, config.get("temperature"))
     rgb_calibration = replace(calibration, images=to_rgb(calibration.images)) if calibration is not None else None
     data = convert_tflite(wrapped, quantization, rgb_calibration)
@@ -177,7 +190,7 @@ def export_android(model, path: str, quantization: str, config: dict, meta: Andr
     try:
         with open(plain, "wb") as f:
             f.write(data)
-        embed_metadata(plain, final_tmp, file_config, meta)
+        embed_metadata(plain, final_tmp, file_config, meta, card)
         try:
             Interpreter(model_path=final_tmp).allocate_tensors()
         except (ValueError, RuntimeError) as err:
@@ -188,7 +201,8 @@ def export_android(model, path: str, quantization: str, config: dict, meta: Andr
             if os.path.exists(tmp):
                 os.remove(tmp)
     # The file's scores are already temperature-scaled: tfxai must not scale them again.
-    write_sidecar(path, {**file_config, "temperature": None, "temperature_inside": config.get("temperature")})
+    write_sidecar(path, {**file_config, "temperature": None, "temperature_inside": config.get("temperature"),
+                         **({"model_card": card} if card is not None else {})})
     log.info("wrote %s (android, %s)", path, quantization)
     return path
 
@@ -233,20 +247,32 @@ def export_and_measure_android(model, output_dir: str, quantizations, calibratio
     return rows
 
 
+# What an app does before MediaPipe's ImageClassifier, which stretches any image to the model's
+# square input: nothing when the model itself was trained on stretched (squashed) images.
+RESIZE_ADVICE = {
+    "squash": "give the whole X-ray: MediaPipe's own stretch to the square input is this model's resize",
+    "pad": "letterbox the X-ray to a square with black borders first (MediaPipe stretches images)",
+    "crop": "centre-crop the X-ray to a square first (MediaPipe stretches images)",
+}
+
+
 def android_metadata(model, facts: dict, checkpoint: str, name: str | None = None,
                      author: str = "unspecified", license: str = "unspecified") -> AndroidMetadata:
     """The general metadata fields of an Android export: a name, a description saying what goes in
-    and out, the decision rule and the intended use."""
+    and out, what an app does with the image first (the resize mode), the decision rule, the
+    intended use and, for a model with a card (``facts["model_card"]``), its summary."""
     names = ", ".join(facts["class_names"])
     rule = (f"decision threshold {facts['threshold']:g} on the {facts['class_names'][1]} score "
             f"(tfxai_model.json)" if len(facts["class_names"]) == 2 else "the top score is the prediction")
     grey = "grey" if int(model.input_shape[3]) == 1 else "RGB"
-    size = facts["image_size"]
+    size, mode = facts["image_size"], facts["resize_mode"]
+    card = facts.get("model_card")
+    card_text = f" Model card (model_card.json): {card_summary(card)}." if card else ""
     return AndroidMetadata(
         name=name or f"tfxai {model.name} {size} px ({names})",
         description=(f"Chest X-ray classifier ({names}) exported by tfxai {__version__} from "
                      f"{os.path.basename(checkpoint)}: {model.name}, {size} px {grey} model; input RGB pixels "
-                     f"0-255 at {size}x{size} (resize mode {facts['resize_mode']}); output one score per "
-                     f"class; {rule}. Decision support only, not a diagnosis: a clinician must read every "
-                     f"X-ray."),
+                     f"0-255 at {size}x{size}, resize mode {mode}: {RESIZE_ADVICE.get(mode, mode)}; output one "
+                     f"score per class; {rule}. Decision support only, not a diagnosis: a clinician must read "
+                     f"every X-ray.{card_text}"),
         version=f"tfxai {__version__}", author=author, license=license)

@@ -20,10 +20,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from .._keras import tf
+from .._keras import keras, tf
 from ..classifier import LABELS_NAME, keras_classifier, load_classifier
 from ..errors import DataError
 from ..files import write_atomic, write_atomic_dir, write_bytes, write_json, write_text
+from ..model_card import SAVED_MODEL_EXTRA, write_card_files
 from .measure import EvalSet, evaluate_classifier, file_sizes, keras_latency_ms, keras_sizes
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,53 @@ def representative_sample(images: np.ndarray, count: int = 200, seed: int = 0) -
     return np.concatenate([extremes, images[np.sort(idx)]])
 
 
+def float_layer_prefixes(model, outer: str = "") -> tuple[str, ...]:
+    """Name prefixes (``"<model>/<nested model>/<layer>/"``) of the converted tensors that the
+    in-model preprocessing layers (:mod:`tfxai.preprocessing`) of ``model`` compute, nested models
+    included: what an int8 conversion keeps in float32."""
+    from ..preprocessing import SERIALIZABLE_LAYERS
+
+    here = f"{outer}{model.name}/"
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, tuple(SERIALIZABLE_LAYERS.values())):
+            out.append(f"{here}{layer.name}/")
+        elif isinstance(layer, keras.Model):
+            out += float_layer_prefixes(layer, here)
+    return tuple(out)
+
+
+def _quantize_keeping_float(calibrated: bytes, prefixes: tuple[str, ...], sparse: bool) -> bytes:
+    """Quantize a calibrated flatbuffer to int8 (uint8 input and output) except the ops whose
+    tensors start with one of ``prefixes``, which stay float32 between a DEQUANTIZE and a QUANTIZE.
+
+    Why: the preprocessing layers divide (DIV) and take square roots (SQRT). MediaPipe 0.10.21,
+    the version Android apps pin, runs an older TFLite whose DIV has no int8 kernel (Invoke fails:
+    RET_CHECK inference_interpreter_delegate_runner.cc:253) and which does not know SQRT's int8
+    version (the interpreter refuses the file); both run in float32. TensorFlow's converter has no
+    public switch for this: its own quantizer (``mlir_quantize``, what ``TFLiteConverter`` and the
+    QuantizationDebugger's selective quantization call) takes the list of tensors to keep float.
+    """
+    from tensorflow.lite.python.convert import mlir_quantize, mlir_sparsify
+
+    names = [d["name"] for d in Interpreter(model_content=calibrated).get_tensor_details()]
+    keep = sorted({n for n in names if any(part.startswith(prefixes) for part in n.split(";"))})
+    missing = [p for p in prefixes if not any(p in n for n in keep)]
+    if missing:
+        raise RuntimeError(f"no converted tensor comes from the preprocessing layer(s) {missing}; "
+                           f"cannot keep them in float32")
+    model = mlir_quantize(calibrated, input_data_type=tf.uint8, output_data_type=tf.uint8, denylisted_nodes=keep)
+    return mlir_sparsify(model) if sparse else model
+
+
 def convert_tflite(model, quantization: str = "float32", calibration: Calibration | None = None,
                    sparse: bool = False) -> bytes:
     """Convert a Keras model (raw [0, 255] float32 input) to a TFLite flatbuffer.
 
     quantization: "float32" (none), "dynamic" (int8 weights, float activations), "float16"
-    (float16 weights), "int8" (full integer, uint8 input and output; needs ``calibration``).
+    (float16 weights), "int8" (full integer, uint8 input and output; needs ``calibration``; the
+    in-model preprocessing layers, if any, stay float32 inside the file: see
+    :func:`_quantize_keeping_float`).
     sparse: also ``Optimize.EXPERIMENTAL_SPARSITY``: weights with enough zeros (a pruned model) are
     stored sparse (see :mod:`tfxai.compress.sparse`).
     """
@@ -100,6 +142,13 @@ def convert_tflite(model, quantization: str = "float32", calibration: Calibratio
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
+        prefixes = float_layer_prefixes(model)
+        if prefixes:
+            # Calibrate only, then quantize leaving the preprocessing float; sparsity encoding comes
+            # last (encoding the calibrated model first broke the quantized one: 1 kB, wrong outputs).
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter._experimental_calibrate_only = True
+            return _quantize_keeping_float(converter.convert(), prefixes, sparse)
     return converter.convert()
 
 
@@ -147,11 +196,18 @@ def export_tflite(model, path: str, quantization: str = "float32", calibration: 
     return path
 
 
-def export_saved_model(model, folder: str) -> str:
+def export_saved_model(model, folder: str, card: dict | None = None) -> str:
     """A TensorFlow SavedModel (serving signature ``serving_default``) in ``folder``, written
     atomically: a killed export leaves no ``folder`` or a complete one, never ``variables/``
-    without ``saved_model.pb``."""
-    write_atomic_dir(folder, lambda tmp: tf.saved_model.save(model, tmp))
+    without ``saved_model.pb``. With a model ``card``, ``model_card.json`` and ``.md`` in its
+    ``assets.extra/`` (SavedModel's place for files that travel with the model and that the graph
+    does not load)."""
+    def writer(tmp: str) -> None:
+        tf.saved_model.save(model, tmp)
+        if card is not None:
+            write_card_files(os.path.join(tmp, SAVED_MODEL_EXTRA), card)
+
+    write_atomic_dir(folder, writer)
     return folder
 
 

@@ -7,6 +7,9 @@ Routes (all JSON but the page, its static files and the CSV):
 * ``GET /api/health``: 200 ``{"status": "ok"}`` once the model is loaded (no token needed);
 * ``GET /api/model``: the model's facts (classes, threshold, temperature, input size, training
   data, date, validation metrics, OOD guard) and the server's limits;
+* ``GET /api/model-card``: ``{"model_card": <the card stored with the model>, "message"}``
+  (:mod:`tfxai.model_card`); ``model_card`` is null, and the message says why, for a model
+  trained before tfxai wrote cards;
 * ``POST /api/predict``: multipart field ``file`` -> label, probability, threshold, probabilities
   per class, OOD verdict and the Grad-CAM overlay as base64 PNG;
 * ``POST /api/predict/batch``: several ``file`` fields -> ``{"results": [...]}``, one answer or
@@ -45,6 +48,7 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from ..data.decode import IMAGE_EXTENSIONS, max_pixels
 from ..files import read_run_config, safe_cell
+from ..model_card import read_model_card
 from .engine import Engine, UploadError, clean_name
 from .jobs import Busy, ExplainJobs
 
@@ -201,6 +205,16 @@ def model_card(engine: Engine, jobs: ExplainJobs) -> dict:
     }
 
 
+NO_CARD = ("This model has no model card: it was trained before tfxai wrote one. Its stored facts are "
+           "listed under Model; train it again with tfxai train to get a card.")
+
+
+def stored_card(path: str) -> dict:
+    """What ``GET /api/model-card`` answers for the model file at ``path``."""
+    card = read_model_card(path)
+    return {"model_card": card, "message": "" if card else NO_CARD}
+
+
 CSV_COLUMNS = ("file", "label", "probability", "positive_probability", "threshold", "above_threshold", "uncertain",
                "calibrated", "ood_flag", "ood_score", "ood_reason", "error")
 
@@ -332,6 +346,12 @@ def create_app(engine: Engine, jobs: ExplainJobs | None = None) -> FastAPI:
     @app.get("/api/model", summary="the model's facts (model card) and the server's limits")
     async def model():
         return model_card(engine, jobs)
+
+    card = stored_card(engine.classifier.path)  # read once: the model does not change while served
+
+    @app.get("/api/model-card", summary="the model card stored with the model (Mitchell et al. 2019 sections)")
+    async def model_card_route():
+        return card
 
     async def answer(name: str, data: bytes, overlay: bool, side: int | None, original: bool) -> dict:
         upload = await run_in_threadpool(engine.prepare, data, name)

@@ -4,7 +4,8 @@ A run folder holds ``best_model.keras`` (the lowest validation loss, or the last
 ``select_epoch="last"``; the class names, threshold,
 preprocessing and temperature stored inside), ``run_config.json`` (arguments, class names, image
 size, preprocessing, threshold, versions), ``history.csv``, ``training_curves.png``,
-``val_metrics.json`` and TensorBoard ``logs/``. A killed run resumes from its last completed epoch
+``val_metrics.json``, the model card (``model_card.md``/``.json``, :mod:`tfxai.model_card`; the
+JSON also inside the model) and TensorBoard ``logs/``. A killed run resumes from its last completed epoch
 (Keras ``BackupAndRestore``) when started again with the same output folder; a finished run is
 never overwritten, and ``overwrite=True`` removes only what tfxai wrote.
 """

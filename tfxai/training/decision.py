@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import metrics as metrics_lib
 from ..classifier import keras_classifier
+from ..data import ImageSet, patient_id
 from ..files import update_model_facts
 from ..ood import OODGuard, fit_model_guard, guard_facts, store_guard
 
@@ -50,41 +51,50 @@ class Policy:
 @dataclass
 class Decision:
     """``threshold`` on P(class 1); ``temperature`` (None: not calibrated); ``val_metrics``
-    (:func:`tfxai.metrics.classification_metrics` plus ``ece``) on the images it was chosen on;
-    ``guard``: the fitted out-of-distribution guard (None when not fitted)."""
+    (:func:`tfxai.metrics.classification_metrics` plus ``ece``) on the images it was chosen on, and
+    their 95 % intervals ``val_ci95`` (as ``tfxai evaluate`` computes them: for the model card);
+    ``guard``: the fitted out-of-distribution guard (None when not fitted) and the share of the
+    validation images it flags; ``parameters``: the model's."""
 
     threshold: float
     temperature: float | None
     val_metrics: dict
     policy: Policy
+    val_ci95: dict
+    parameters: int
     guard: OODGuard | None = None
+    guard_flag_rate: float | None = None
 
     def facts(self) -> dict:
         """The model facts this decision sets."""
         out = {"threshold": self.threshold, "temperature": self.temperature,
                "threshold_policy": {**self.policy.to_dict(), "chosen_on": "validation"},
-               "val_metrics": {k: v for k, v in self.val_metrics.items() if k != "confusion_matrix"}}
+               "val_metrics": {k: v for k, v in self.val_metrics.items() if k != "confusion_matrix"},
+               "val_ci95": self.val_ci95, "parameters": self.parameters}
         if self.guard is not None:
-            out["ood"] = guard_facts(self.guard)
+            out["ood"] = guard_facts(self.guard, self.guard_flag_rate, self.val_metrics.get("n"))
         return out
 
 
-def decide(model, facts: dict, val_images: np.ndarray, val_labels: np.ndarray, policy: Policy,
-           train_images: np.ndarray | None = None, seed: int = 0) -> Decision:
+def decide(model, facts: dict, val_set: ImageSet, policy: Policy, train_images: np.ndarray | None = None,
+           seed: int = 0) -> Decision:
     """Temperature (with ``policy.calibrate``), then the threshold on the temperature-scaled
-    validation probabilities of ``model`` (a Keras classifier deciding with ``facts``), and the
-    guard fitted on ``train_images`` (uint8 (N, S, S, C); None: no guard) and thresholded on
-    ``val_images``."""
-    proba = keras_classifier(model, facts).raw_proba(val_images)
+    probabilities of ``model`` (a Keras classifier deciding with ``facts``) for the validation
+    images ``val_set``, and the guard fitted on ``train_images`` (uint8 (N, S, S, C); None: no
+    guard) and thresholded on the validation images."""
+    labels = val_set.labels
+    proba = keras_classifier(model, facts).raw_proba(val_set.images)
     temperature = None
     if policy.calibrate:
-        temperature = metrics_lib.fit_temperature(val_labels, proba)
+        temperature = metrics_lib.fit_temperature(labels, proba)
         proba = metrics_lib.apply_temperature(proba, temperature)
-    threshold = metrics_lib.choose_threshold(val_labels, proba, policy.threshold_policy, policy.target_sensitivity)
-    val_metrics = metrics_lib.classification_metrics(val_labels, proba, threshold)
-    val_metrics["ece"], _ = metrics_lib.expected_calibration_error(val_labels, proba)
-    guard = fit_model_guard(model, train_images, val_images, seed) if train_images is not None else None
-    return Decision(threshold, temperature, val_metrics, policy, guard)
+    threshold = metrics_lib.choose_threshold(labels, proba, policy.threshold_policy, policy.target_sensitivity)
+    val_metrics = metrics_lib.classification_metrics(labels, proba, threshold)
+    val_metrics["ece"], _ = metrics_lib.expected_calibration_error(labels, proba)
+    ci = metrics_lib.confidence_intervals(labels, proba, threshold, [patient_id(p) for p in val_set.paths], seed=seed)
+    guard, flag_rate = (fit_model_guard(model, train_images, val_set.images, seed) if train_images is not None
+                        else (None, None))
+    return Decision(threshold, temperature, val_metrics, policy, ci, int(model.count_params()), guard, flag_rate)
 
 
 def store_decision(model_path: str, facts: dict, decision: Decision, **extra) -> dict:

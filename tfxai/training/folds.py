@@ -32,7 +32,8 @@ import numpy as np
 
 from .. import data as data_lib
 from ..classifier import Classifier, load_classifier
-from ..ensemble import ENSEMBLE_MODEL_NAME, make_ensemble
+from ..ensemble import ENSEMBLE_ENTRIES, ENSEMBLE_MODEL_NAME, make_ensemble
+from ..model_card import write_model_card
 from ..errors import DataError
 from ..files import BEST_MODEL_NAME, library_versions, read_json, write_json
 from .config import TrainConfig
@@ -52,7 +53,7 @@ def fold_dir_name(k: int) -> str:
 def cv_entries(folds: int) -> list[str]:
     """Everything a k-fold run writes into its folder."""
     return [*(fold_dir_name(k) for k in range(1, folds + 1)), CV_CONFIG_NAME, OOF_NAME, CV_METRICS_NAME,
-            CV_PLOT_NAME, ENSEMBLE_MODEL_NAME, "shift_metrics.json"]
+            CV_PLOT_NAME, *ENSEMBLE_ENTRIES, "shift_metrics.json"]
 
 
 def assign_folds(labels, groups, folds: int, seed: int = 0, class_names=None) -> np.ndarray:
@@ -205,6 +206,7 @@ def _run_folds_in(config: TrainConfig, settings: dict, resuming: bool, callbacks
     ensemble = {"path": ensemble_path, **decision.facts()}
     if data.shift is not None:
         ensemble["shift"] = _shift_scores(load_classifier(ensemble_path), data, out, config.seed)
+        write_model_card(ensemble_path)  # again, now with the shift metrics beside it
     metrics = cv_report(data, members, Policy.of(config), out, ensemble, shift)
     write_json(os.path.join(out, CV_CONFIG_NAME), {**cv_config, "status": "finished",
                                                    "seconds": time.perf_counter() - t0})

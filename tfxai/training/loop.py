@@ -19,6 +19,7 @@ from ..classifier import model_facts
 from ..errors import OutputError, TfxaiError
 from ..files import (BEST_MODEL_NAME, RUN_CONFIG_NAME, format_bytes, free_bytes, is_disk_full, library_versions,
                      load_model, write_json)
+from ..model_card import write_model_card
 from ..models import build_model, get_spec, set_backbone_trainable
 from .callbacks import (BestCheckpoint, CurvePlotter, EpochTimer, drop_unfinished_checkpoints, read_history,
                         repair_history)
@@ -290,8 +291,7 @@ def _finish(config: TrainConfig, out: str, run_config: dict, facts: dict, train_
     """Threshold (and temperature) chosen on validation and the out-of-distribution guard, stored
     in the model file (:mod:`tfxai.training.decision`)."""
     model_path = os.path.join(out, BEST_MODEL_NAME)
-    decision = decide(load_model(model_path), facts, val_set.images, val_set.labels, Policy.of(config),
-                      train_set.images, config.seed)
+    decision = decide(load_model(model_path), facts, val_set, Policy.of(config), train_set.images, config.seed)
     store_decision(model_path, facts, decision, data=run_config["data"]["source"])
     return decision.val_metrics, decision.threshold, decision.temperature
 
@@ -371,6 +371,7 @@ def _train_in(config: TrainConfig, out: str, resuming: bool, splits, callbacks, 
     val_metrics, threshold, temperature = _finish(config, out, run_config, facts, train_set, val_set)
     seconds = time.perf_counter() - t_start
     _record_finished(config, out, run_config, history, val_metrics, threshold, temperature, seconds)
+    write_model_card(os.path.join(out, BEST_MODEL_NAME))
     return TrainResult(out, os.path.join(out, BEST_MODEL_NAME), history, val_metrics, threshold,
                        splits.class_names, seconds, run_config["images_per_second"], resumed_from)
 

@@ -8,6 +8,7 @@ from dataclasses import MISSING, asdict, fields
 
 from ..errors import FolderBusyError, OutputError, TfxaiError
 from ..files import BEST_MODEL_NAME, RUN_CONFIG_NAME, FolderLock, OutputFolder, read_json
+from ..model_card import CARD_JSON, CARD_MARKDOWN, SHIFT_METRICS_NAME
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ RESUMABLE_CHANGES = ("epochs", "patience", "lr_patience", "output_dir", "overwri
 # shift_metrics.json after a shift-aware run (tfxai.shift, scripts/benchmark_shift.py).
 RUN_ENTRIES = (BEST_MODEL_NAME, RUN_CONFIG_NAME, "history.csv", "training_curves.png", "val_metrics.json",
                "logs", BACKUP_DIR, STATE_NAME, "phase_frozen.done.weights.h5", "phase_fine_tune.done.weights.h5",
-               "phase_all.done.weights.h5", "shift_metrics.json")
+               "phase_all.done.weights.h5", SHIFT_METRICS_NAME, CARD_JSON, CARD_MARKDOWN)
 
 
 def default_output_dir(model_type: str) -> str:

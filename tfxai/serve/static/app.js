@@ -112,6 +112,48 @@ function renderModel(model) {
   if (!model.gradcam) $("overlay-caption").textContent = "no Grad-CAM for a .tflite model";
 }
 
+// ------------------------------------------------------------------ the model card
+// Rendered generically from its JSON sections (tfxai/model_card.py), text only.
+const cardLabel = (key) => key.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase());
+
+function cardValue(value) {
+  if (value === null || value === undefined) return el("span", { class: "muted", text: "–" });
+  if (Array.isArray(value)) {
+    if (value.length === 2 && value.every((v) => typeof v === "number")) return `[${value[0].toFixed(3)}, ${value[1].toFixed(3)}]`;
+    return el("ul", null, ...value.map((v) => el("li", null, cardValue(v))));
+  }
+  if (typeof value === "object") {
+    const list = el("dl");
+    for (const [k, v] of Object.entries(value)) list.append(el("dt", { text: cardLabel(k) }), el("dd", null, cardValue(v)));
+    return list;
+  }
+  if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toPrecision(4);
+  return String(value);
+}
+
+function renderCard(answer) {
+  const body = $("card-body");
+  body.replaceChildren();
+  const card = answer.model_card;
+  if (!card) {
+    $("card-status").textContent = answer.message;
+    return;
+  }
+  $("card-status").textContent = card.schema;
+  for (const [key, value] of Object.entries(card)) {
+    if (key === "schema") continue;
+    body.append(el("h3", { text: key === "ood_guard" ? "Out-of-distribution guard" : cardLabel(key) }), cardValue(value));
+  }
+}
+
+async function loadCard() {
+  try {
+    renderCard(await api("/api/model-card"));
+  } catch (err) {
+    if (err.status !== 401) $("card-status").textContent = "Could not read the model card: " + err.message;
+  }
+}
+
 function methodTitle(m) {
   return { "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "faster-scorecam": "Faster Score-CAM", "lime": "LIME" }[m] || m;
 }
@@ -120,6 +162,7 @@ async function loadModel() {
   try {
     renderModel(await api("/api/model"));
     $("token-form").hidden = true;
+    loadCard();
   } catch (err) {
     if (err.status !== 401) $("facts-status").textContent = "Could not read the model's facts: " + err.message;
   }
