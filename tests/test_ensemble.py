@@ -131,6 +131,13 @@ def test_tfxai_ensemble_chooses_its_threshold_on_its_own_validation_probabilitie
     z = np.mean([np.log(m.raw_proba(val.images)[:, 1]) - np.log(m.raw_proba(val.images)[:, 0]) for m in members], axis=0)
     np.testing.assert_allclose(ens.raw_proba(val.images)[:, 1], 1 / (1 + np.exp(-z)), atol=1e-5)
     assert json.loads((Path(path).parent / "ensemble_config.json").read_text())["command"] == "ensemble"
+    # One model card, inside the file and beside it, saying how the ensemble's own threshold was chosen
+    # (youden here, while its members' training arguments say "fixed").
+    card = json.loads((Path(path).parent / "model_card.json").read_text())
+    assert card["decision_threshold"]["policy"] == "youden"
+    assert card["decision_threshold"]["value"] == pytest.approx(ens.threshold)
+    assert card["model_details"]["parameters"] == ens.model.count_params()
+    assert card["model_details"]["model_type"] == "ensemble of 2 x custom_cnn"
 
 
 def test_an_ensemble_predicts_evaluates_and_explains_like_any_model(ensemble_path, synthetic_dir, tmp_path, capsys):
