@@ -202,7 +202,8 @@ def test_the_android_file_carries_the_model_card_and_its_resize_mode(android_exp
     assert json.loads((android_export / "model_card.json").read_text()) == card
     assert (android_export / "model_card.md").read_text().startswith("# Model card: ")
     description = back["metadata"]["description"]
-    assert "resize mode pad: letterbox the X-ray to a square with black borders first" in description
+    # trained on square files: squashed at inference, which is what MediaPipe does itself
+    assert "resize mode squash: give the whole X-ray: MediaPipe's own stretch" in description
     assert "Model card (model_card.json): validation (60 images, 95 % intervals): roc_auc" in description
 
 

@@ -39,7 +39,8 @@ def web_model(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("web-run") / "tiny_equalize")
     result = train(TrainConfig(root, "custom_cnn", out, epochs=2, image_size=SIZE, batch_size=32,
                                model_options={"width": 8, "depth": 2, "preprocessing": "equalize"},
-                               threshold_policy="youden", calibrate=True, cache_dir=None, verbose=0))
+                               threshold_policy="youden", calibrate=True, cache_dir=None, verbose=0,
+                               resize_mode="pad"))  # the letterbox path; squash has its own test
     return SimpleNamespace(path=result.model_path, data=root)
 
 
