@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def default_model(folder: str) -> str:
     """The default recipe's architecture, untrained, saved with facts (threshold 0.5, pad)."""
     from tfxai.classifier import model_facts
-    from tfxai.files import save_model
+    from tfxai.io.model_files import save_model
     from tfxai.models import build_model
 
     model = build_model("custom_cnn", (128, 128, 1), 2, width=16, depth=4, preprocessing="equalize")

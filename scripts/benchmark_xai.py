@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds_total"] = time.perf_counter() - start
     print(f"\nbenchmark finished in {results['seconds_total'] / 60:.1f} min")
     if args.output:
-        from tfxai.files import write_json
+        from tfxai.io.atomic import write_json
 
         write_json(args.output, results)
         print(f"wrote {args.output}")

@@ -14,7 +14,7 @@ from tfxai.ensemble import build_ensemble, check_members
 from tfxai.errors import ModelFileError
 from tfxai.explain.gradcam import GradCAM
 from tfxai.explain.types import normalize_heatmap
-from tfxai.files import load_model, save_model
+from tfxai.io.model_files import load_model, save_model
 from tfxai.models import build_model
 
 

@@ -13,7 +13,8 @@ from tfxai.compress import measure, prune, tflite
 from tfxai.compress.tflite import Calibration
 from tfxai.cli import main
 from tfxai.errors import DataError, ModelFileError
-from tfxai.files import save_model, write_json
+from tfxai.io.atomic import write_json
+from tfxai.io.model_files import save_model
 from tfxai.classifier import load_classifier, model_facts, probabilities
 
 

@@ -21,7 +21,9 @@ import pytest
 
 from tfxai.cli import main
 from tfxai.errors import OutputError
-from tfxai.files import MARKER_NAME, OutputFolder, read_model_facts, safe_cell, write_csv
+from tfxai.io.atomic import safe_cell, write_csv
+from tfxai.io.model_files import read_model_facts
+from tfxai.io.output_folder import MARKER_NAME, OutputFolder
 
 
 def _digest(folder) -> str:
@@ -176,7 +178,7 @@ def test_a_model_copied_alone_decides_exactly_as_in_its_run_folder(tmp_path, tra
 
 
 def test_a_model_without_facts_or_run_config_stops_predict_unless_threshold_is_given(tmp_path, trained_run, capsys):
-    from tfxai.files import load_model, save_model
+    from tfxai.io.model_files import load_model, save_model
 
     bare = tmp_path / "bare.keras"
     save_model(load_model(trained_run.model_path), str(bare))  # no facts stored, no run_config.json beside
@@ -188,7 +190,7 @@ def test_a_model_without_facts_or_run_config_stops_predict_unless_threshold_is_g
 
 
 def test_a_malformed_threshold_in_a_run_config_is_one_line(tmp_path, trained_run, capsys):
-    from tfxai.files import load_model, save_model
+    from tfxai.io.model_files import load_model, save_model
 
     save_model(load_model(trained_run.model_path), str(tmp_path / "old.keras"))
     (tmp_path / "run_config.json").write_text(json.dumps({"class_names": ["NORMAL", "PNEUMONIA"],
@@ -462,7 +464,7 @@ def _history_epochs(run) -> list[int]:
 def _assert_stopped_whole(run) -> None:
     """After a failed run: every file under its final name is whole, nothing temporary is left,
     and the run is marked unfinished (so the same command resumes it)."""
-    from tfxai.files import load_model
+    from tfxai.io.model_files import load_model
 
     assert json.load(open(run / "run_config.json"))["status"] == "running"
     if (run / "best_model.keras").exists():

@@ -12,7 +12,7 @@ from tfxai.classifier import Classifier, load_classifier
 from tfxai.cli import main
 from tfxai.errors import DataError
 from tfxai.evaluation import carry_threshold, load_eval_images
-from tfxai.files import read_model_facts, update_model_facts
+from tfxai.io.model_files import read_model_facts, update_model_facts
 from tfxai.tta import mean_over_views, tta_classifier
 
 STORED = 0.999  # a threshold "chosen without TTA" that no policy would pick on TTA probabilities

@@ -165,7 +165,7 @@ def test_export_of_a_model_without_a_gradcam_layer_stops_with_one_line_and_write
     from tfxai._keras import keras
     from tfxai.classifier import model_facts
     from tfxai.cli import main
-    from tfxai.files import save_model
+    from tfxai.io.model_files import save_model
 
     inputs = keras.Input((16, 16, 1), name="image")
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs)))
@@ -538,7 +538,8 @@ def test_a_squash_model_is_squashed_like_tfxai_and_its_own_model_card_is_shown(d
 
     from tfxai.classifier import load_classifier
     from tfxai.compress.web import export_web
-    from tfxai.files import dumps_json, read_model_facts, set_model_entry, update_model_facts
+    from tfxai.io.atomic import dumps_json
+    from tfxai.io.model_files import read_model_facts, set_model_entry, update_model_facts
     from tfxai.serve.app import ServerThread
     from tfxai.serve.site import create_site
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from .data import RESIZE_MODES
 from .errors import DataError, ModelFileError
-from .files import load_model, read_json, read_model_facts, read_run_config
+from .io.atomic import read_json
+from .io.model_files import load_model, read_model_facts, read_run_config
 from .metrics import apply_temperature
 from .ood import OODGuard, OODResult, check_images, read_guard, with_features
 

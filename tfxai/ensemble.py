@@ -41,7 +41,7 @@ from ._keras import keras
 from .classifier import Classifier, model_facts
 from .data import ImageSet, split_fingerprint
 from .errors import DataError, ModelFileError
-from .files import save_model
+from .io.model_files import save_model
 from .layers import ChannelSlice
 from .model_card import CARD_JSON, CARD_MARKDOWN, write_model_card
 from .training.decision import Decision, Policy, decide, store_decision

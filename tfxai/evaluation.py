@@ -16,7 +16,7 @@ import numpy as np
 from . import data as data_lib, metrics as metrics_lib, plots
 from .data.folders import patient_id
 from .errors import DataError
-from .files import write_csv, write_json
+from .io.atomic import write_csv, write_json
 from .classifier import Classifier
 
 log = logging.getLogger(__name__)

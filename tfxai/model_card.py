@@ -21,8 +21,8 @@ import zipfile
 
 from . import __version__
 from .errors import ModelFileError
-from .files import (dumps_json, read_json, read_model_entry, read_model_facts, read_run_config, set_model_entry,
-                    write_json, write_text)
+from .io.atomic import dumps_json, read_json, write_json, write_text
+from .io.model_files import read_model_entry, read_model_facts, read_run_config, set_model_entry
 
 SCHEMA = ("tfxai-model-card/1.0: the sections of Mitchell et al. 2019, 'Model Cards for Model Reporting' "
           "(as in Google's Model Card Toolkit and Hugging Face model cards)")
@@ -212,7 +212,7 @@ def _ood(facts: dict) -> dict | None:
 def build_model_card(facts: dict, run_config: dict | None = None, shift_metrics: dict | None = None) -> dict:
     """The card of a finished training run as a dict with the keys :data:`SECTIONS`.
 
-    ``facts``: what ``tfxai train`` stores inside the model (:func:`tfxai.files.read_model_facts`);
+    ``facts``: what ``tfxai train`` stores inside the model (:func:`tfxai.io.model_files.read_model_facts`);
     ``run_config``: the run folder's ``run_config.json`` (class counts, split); ``shift_metrics``:
     ``shift_metrics.json`` of a shift-aware run, or None.
     """

@@ -146,7 +146,7 @@ def load_weights_file(model: keras.Model, path: str) -> None:
         raise ModelFileError(f"weights file {path!r} does not exist")
     try:
         if str(path).endswith(".keras"):
-            from .files import load_model
+            from .io.model_files import load_model
 
             model.set_weights(load_model(path).get_weights())
         else:

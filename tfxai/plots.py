@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .files import write_atomic
+from .io.atomic import write_atomic
 from .metrics import expected_calibration_error
 
 

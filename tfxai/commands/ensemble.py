@@ -14,7 +14,8 @@ from ..classifier import load_classifier
 from ..ensemble import ENSEMBLE_ENTRIES, ENSEMBLE_MODEL_NAME, make_ensemble
 from ..errors import TfxaiError
 from ..evaluation import run_splits
-from ..files import OutputFolder, write_json
+from ..io.atomic import write_json
+from ..io.output_folder import OutputFolder
 from ..metrics import THRESHOLD_POLICIES, format_metrics
 from ..training.decision import Policy
 from . import _args

@@ -36,7 +36,8 @@ from ..compress.tflite import (Calibration, export_and_measure, export_measured,
                                export_tflite, parse_quantizations)
 from ..data import load_splits
 from ..errors import DataError, TfxaiError
-from ..files import OutputFolder, write_csv, write_json
+from ..io.atomic import write_csv, write_json
+from ..io.output_folder import OutputFolder
 from ..model_card import CARD_JSON, CARD_MARKDOWN, read_model_card, write_card_files
 from ..training import FitSettings, fit_arrays
 from ..training.decision import Policy

@@ -23,7 +23,9 @@ from dataclasses import replace
 from ..compress.experiment import ExperimentConfig, comparison_table, prepare_cifar10, run_comparison
 from ..data import load_splits
 from ..errors import DataError, TfxaiError
-from ..files import OutputFolder, library_versions, load_model, read_model_facts, write_json
+from ..io.atomic import write_json
+from ..io.model_files import library_versions, load_model, read_model_facts
+from ..io.output_folder import OutputFolder
 from ..models import get_spec, list_models
 from . import _args
 

@@ -22,7 +22,7 @@ its min-max normalisation, which the page applies. Only the head is differentiat
 gradient is written as ``dy * (y > 0)``: TFLite has no ReluGrad builtin, LiteRT.js no TF ops.
 
 The folder is built under a hidden temporary name beside the output and renamed at the end
-(:func:`tfxai.files.atomic_dir`): a failed or killed export leaves no half app under the final name.
+(:func:`tfxai.io.atomic.atomic_dir`): a failed or killed export leaves no half app under the final name.
 """
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ import numpy as np
 from .. import __version__
 from .._keras import keras, tf
 from ..errors import ModelFileError, OutputError, TfxaiError
-from ..files import MARKER_NAME, atomic_dir, dumps_json, read_json, read_model_json, timestamp
+from ..io.atomic import atomic_dir, dumps_json, read_json
+from ..io.model_files import read_model_json
+from ..io.output_folder import MARKER_NAME, timestamp
 from .measure import gzip_size
 
 log = logging.getLogger(__name__)
@@ -488,7 +490,7 @@ class WebExport:
 
 def export_web(checkpoint: str, output_dir: str, layer: str | None = None, clf=None) -> WebExport:
     """Write the web app for the ``.keras`` model at ``checkpoint`` into ``output_dir`` (replaced
-    atomically; see :func:`tfxai.files.atomic_dir`). ``clf``: the already loaded classifier (with any
+    atomically; see :func:`tfxai.io.atomic.atomic_dir`). ``clf``: the already loaded classifier (with any
     ``--threshold``/``--class-names`` given), else loaded from ``checkpoint``.
 
     One-line :class:`TfxaiError` (nothing written) for a missing runtime, an output that holds

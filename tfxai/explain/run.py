@@ -22,7 +22,7 @@ from ..classifier import Classifier, load_classifier
 from ..data.decode import heatmap_to_original, load_image
 from ..data.folders import walk_files
 from ..errors import DataError, TfxaiError
-from ..files import display_path, write_csv, write_json
+from ..io.atomic import display_path, write_csv, write_json
 from . import metrics as xm
 from .factory import make_explainer
 from .figures import comparison_figure, curves_figure, sample_figure

@@ -47,7 +47,8 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..data.decode import IMAGE_EXTENSIONS, max_pixels
-from ..files import read_run_config, safe_cell
+from ..io.atomic import safe_cell
+from ..io.model_files import read_run_config
 from ..model_card import read_model_card
 from .engine import Engine, UploadError, clean_name
 from .jobs import Busy, ExplainJobs

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import metrics as metrics_lib, plots
 from ..data import patient_id
-from ..files import write_csv, write_json
+from ..io.atomic import write_csv, write_json
 from ..tables import Column, format_table
 
 OOF_NAME = "oof_predictions.csv"
