@@ -147,7 +147,7 @@ def trust_table(model, images: np.ndarray, targets: np.ndarray, masks, methods, 
     """Per method: mean deletion/insertion areas, pointing game and energy in mask (where masks
     are given), seconds; plus a random-heatmap row, agreement and the sanity check."""
     from tfxai.explain import make_explainer
-    from tfxai.explain import metrics as xm
+    from tfxai.explain import quality as xm
     from tfxai.explain.lime import keras_predict_fn
 
     predict = keras_predict_fn(model, args.batch_size)

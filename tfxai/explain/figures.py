@@ -116,7 +116,7 @@ def sample_figure(path: str, images: list[np.ndarray], titles: list[str], column
 def curves_figure(path: str, curves: dict[str, dict]) -> str:
     """Deletion and insertion curves of several methods side by side.
 
-    curves: {method: {"deletion": Curve, "insertion": Curve}} (from metrics.faithfulness)."""
+    curves: {method: {"deletion": Curve, "insertion": Curve}} (from quality.faithfulness)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for method, both in curves.items():

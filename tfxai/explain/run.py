@@ -23,7 +23,7 @@ from ..data.decode import heatmap_to_original, load_image
 from ..data.folders import walk_files
 from ..errors import DataError, TfxaiError
 from ..io.atomic import display_path, write_csv, write_json
-from . import metrics as xm
+from . import quality as xm
 from .factory import make_explainer
 from .figures import comparison_figure, curves_figure, sample_figure
 from .lime import keras_predict_fn

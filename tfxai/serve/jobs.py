@@ -5,7 +5,7 @@ Grad-CAM++ and Faster Score-CAM take about a second, LIME tens of seconds (it se
 the page polls ``GET /api/explain/<id>``, which reports each method as soon as it is done and
 LIME's progress in perturbations. One job runs at a time (``max_pending_jobs`` may wait); the
 model lock is taken per model call, so predictions keep being answered while LIME runs. Every
-method gets the deletion and insertion areas of :func:`tfxai.explain.metrics.faithfulness`,
+method gets the deletion and insertion areas of :func:`tfxai.explain.quality.faithfulness`,
 measured with the same steps and baselines as ``tfxai explain``. Finished jobs (their overlays)
 are kept in memory for ``keep_seconds`` and at most ``keep_jobs`` of them; the upload is dropped
 when its job ends.
@@ -177,7 +177,7 @@ class ExplainJobs:
         return self._explainers[method]
 
     def _run(self, job: Job) -> None:
-        from ..explain.metrics import faithfulness
+        from ..explain.quality import faithfulness
         from ..explain.types import METHOD_TITLES
 
         job.status = "running"
