@@ -61,8 +61,8 @@ def test_int8_takes_uint8_pixels_unchanged_and_agrees_on_90_percent(trained, exp
     test_images, keras_proba = trained.test_images, trained.keras_proba
     clf = load_classifier(exported["int8"])
     assert clf.input_dtype == np.uint8
-    inp = clf.config["inputs"][0]
-    assert inp["dtype"] == "uint8" and clf.config["outputs"][0]["dtype"] == "uint8"
+    inp = clf.facts["inputs"][0]
+    assert inp["dtype"] == "uint8" and clf.facts["outputs"][0]["dtype"] == "uint8"
     assert inp["quantization"] == {"scale": pytest.approx(1.0), "zero_point": 0}  # raw pixels as they are
     proba = clf.predict_proba(test_images)
     assert np.mean(proba.argmax(1) == keras_proba.argmax(1)) >= 0.9
@@ -144,8 +144,8 @@ def test_load_classifier_reads_labels_and_config_beside_the_tflite(exported):
     assert clf.kind == "tflite"
     assert clf.class_names == ["NORMAL", "PNEUMONIA"]
     assert (clf.image_size, clf.channels, clf.resize_mode, clf.threshold) == (32, 1, "pad", 0.4)
-    assert clf.config["preprocessing"] == "x / 255 inside the model"
-    assert clf.config["quantization"] == "dynamic"
+    assert clf.facts["preprocessing"] == "x / 255 inside the model"
+    assert clf.facts["quantization"] == "dynamic"
     folder = os.path.dirname(exported["dynamic"])
     with open(os.path.join(folder, "labels.txt")) as f:
         assert f.read().splitlines() == ["NORMAL", "PNEUMONIA"]

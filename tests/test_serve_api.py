@@ -71,8 +71,8 @@ def test_health_and_model_facts(served):
     assert card["class_names"] == clf.class_names
     assert card["threshold"] == pytest.approx(clf.threshold)
     assert card["image_size"] == clf.image_size == 32
-    assert card["val_metrics"]["roc_auc"] == pytest.approx(clf.config["val_metrics"]["roc_auc"])
-    assert card["trained"] == clf.config["trained"] and card["data"]["train_counts"]
+    assert card["val_metrics"]["roc_auc"] == pytest.approx(clf.facts["val_metrics"]["roc_auc"])
+    assert card["trained"] == clf.facts["trained"] and card["data"]["train_counts"]
     assert card["ood_guard"]["present"] is True and card["gradcam"] is True
     assert "not a diagnosis" in card["intended_use"]
 

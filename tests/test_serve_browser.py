@@ -126,7 +126,7 @@ def test_page_shows_model_facts_and_the_intended_use_warning(driver, site):
     clf = site.clf
     assert "NORMAL, PNEUMONIA" in facts and f"{clf.threshold:.3f}" in facts
     assert f"{clf.image_size} × {clf.image_size} px" in facts
-    assert f"ROC-AUC {clf.config['val_metrics']['roc_auc']:.3f}" in facts and clf.config["trained"] in facts
+    assert f"ROC-AUC {clf.facts['val_metrics']['roc_auc']:.3f}" in facts and clf.facts["trained"] in facts
     warning = driver.find_element("id", "intended-use")
     assert warning.is_displayed() and "not a diagnosis" in warning.text
     driver.find_element("css selector", "#model-card summary").click()  # the collapsible model card

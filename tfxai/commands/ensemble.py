@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _policy(args, first) -> Policy:
-    base = Policy.from_facts(first.config) or Policy()
+    base = Policy.from_facts(first.facts) or Policy()
     return Policy(args.threshold_policy or base.threshold_policy,
                   base.target_sensitivity if args.target_sensitivity is None else args.target_sensitivity,
                   base.calibrate if args.calibrate is None else args.calibrate)

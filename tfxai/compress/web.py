@@ -326,7 +326,7 @@ def read_card(checkpoint: str) -> dict | None:
 
 def web_facts(clf, module: WebModule, checkpoint: str, card: dict | None, has_guard: bool) -> dict:
     """``model.json`` without its file list: what the page decides and shows with."""
-    facts = dict(clf.config)
+    facts = dict(clf.facts)
     names = list(clf.class_names)
     return {
         "format": "tfxai-web/1", "tfxai_version": __version__, "exported": timestamp(),
@@ -511,7 +511,7 @@ def export_web(checkpoint: str, output_dir: str, layer: str | None = None, clf=N
     facts = web_facts(clf, module, checkpoint, card, clf.ood is not None)
     with atomic_dir(output_dir) as tmp:
         written = write_app(tmp, tflite, facts, guard_json(clf.ood),
-                            card or minimal_card(clf.config, checkpoint), runtime)
+                            card or minimal_card(clf.facts, checkpoint), runtime)
         ops = tuple(tflite_ops(os.path.join(tmp, MODEL_FILE)))
     log.debug("wrote the web app to %s (%d files)", output_dir, len(written["files"]))
     return WebExport(os.path.abspath(output_dir), written, "/".join(module.layer_path), ops)

@@ -165,7 +165,7 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
 def model_card(engine: Engine, jobs: ExplainJobs) -> dict:
     """What ``GET /api/model`` answers: the facts stored with the model and the server's settings."""
     clf = engine.classifier
-    cfg = clf.config or {}
+    cfg = clf.facts or {}
     run = read_run_config(clf.path) if clf.kind == "keras" else {}
     data = {"source": cfg.get("data") or run.get("data", {}).get("source")}
     for key in ("train_counts", "val_counts", "val_from_train"):
