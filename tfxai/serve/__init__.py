@@ -12,16 +12,9 @@ Importing this package loads neither TensorFlow nor FastAPI.
 """
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
-_EXPORTS = {"engine": ("Engine", "ServeSettings", "Upload", "Outcome"),
-            "jobs": ("ExplainJobs",),
-            "app": ("create_app", "serve_forever")}
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_EXPORTS = {".engine": ("Engine", "ServeSettings", "Upload", "Outcome"),
+            ".jobs": ("ExplainJobs",),
+            ".app": ("create_app", "serve_forever")}
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
