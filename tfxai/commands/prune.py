@@ -188,7 +188,7 @@ def _compare(args, cfg: ExperimentConfig, data_dir: str) -> int:
                        progress=args.progress)
     print(data.summary())
     run_config = {
-        "command": "prune", "arguments": {k: v for k, v in vars(args).items() if k != "func"},
+        "command": "prune", "arguments": vars(args),
         "experiment": cfg.to_dict(), "class_names": list(data.class_names), "image_size": cfg.image_size,
         "channels": cfg.channels, "resize_mode": cfg.resize_mode, "threshold": 0.5,
         "normalization": "inside the model; feed raw pixels in [0, 255]", "data_dir": data_dir,
