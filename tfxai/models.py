@@ -318,7 +318,7 @@ def symmetric_stride2_padding(model):
             rebuilt.get_layer(layer.name).set_weights(layer.get_weights())
     for a, b in zip(model.outputs, rebuilt.outputs):
         if tuple(a.shape[1:]) != tuple(b.shape[1:]):
-            raise AssertionError(f"padding rewrite changed an output shape: {a.shape} -> {b.shape}")
+            raise RuntimeError(f"padding rewrite changed an output shape: {a.shape} -> {b.shape}")
     log.info("rebuilt %s with symmetric padding on %d stride-2 layer(s)", model.name, changed)
     return rebuilt
 

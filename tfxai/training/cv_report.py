@@ -60,7 +60,7 @@ def oof_proba(data, members) -> np.ndarray:
         idx = np.flatnonzero(data.fold == k)
         proba[idx] = member.predict_proba(train.images[idx])
     if np.isnan(proba).any():
-        raise AssertionError("an image has no out-of-fold prediction")  # every image is in exactly one fold
+        raise RuntimeError("an image has no out-of-fold prediction")  # every image is in exactly one fold
     return proba
 
 
