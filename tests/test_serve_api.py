@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from serve_helpers import bad_uploads, decode_png, enlarged_png, expected_predictions, running_engine
+from serve_helpers import ServerThread, bad_uploads, decode_png, enlarged_png, expected_predictions, running_engine
 
 BIG_HW = (520, 400)  # a non-square "original" in the 224-1000 px range
 
@@ -314,8 +314,6 @@ def test_settings_are_checked_at_the_boundary():
 # ----------------------------------------------------------------------------- concurrency
 def test_twenty_concurrent_requests_are_all_answered_correctly(served, images):
     import httpx
-
-    from tfxai.serve.app import ServerThread
 
     good = images[:16]
     want = expected_predictions(served.clf, good)

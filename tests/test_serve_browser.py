@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from serve_helpers import enlarged_png, expected_predictions, running_engine
+from serve_helpers import ServerThread, enlarged_png, expected_predictions, running_engine
 
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMEDRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
@@ -45,7 +45,7 @@ def browser_paths():
 @pytest.fixture(scope="module")
 def site(trained_run):
     """The app on a free loopback port, in a thread (tiny synthetic custom_cnn, 32 px)."""
-    from tfxai.serve.app import ServerThread, create_app
+    from tfxai.serve.app import create_app
 
     with running_engine(trained_run.model_path) as (clf, engine, jobs):
         server = ServerThread(create_app(engine, jobs))

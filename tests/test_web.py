@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from serve_helpers import enlarged_png, expected_predictions, jpeg_bytes, truncated_jpeg
+from serve_helpers import ServerThread, enlarged_png, expected_predictions, jpeg_bytes, truncated_jpeg
 from test_serve_browser import HEADLESS_FLAGS, browser_paths  # noqa: F401 (a fixture)
 
 WAIT = 60
@@ -243,7 +243,6 @@ def driver(browser_paths, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def site(app):
-    from tfxai.serve.app import ServerThread
     from tfxai.serve.site import create_site
 
     server = ServerThread(create_site(app.folder, allowed_hosts=("127.0.0.1", INSECURE_HOST)))
@@ -365,7 +364,6 @@ def test_page_says_plainly_when_it_is_not_installed_for_offline_use(driver, site
 
 
 def test_reload_with_the_server_stopped_still_classifies(driver, app, files):
-    from tfxai.serve.app import ServerThread
     from tfxai.serve.site import create_site
 
     server = ServerThread(create_site(app.folder))
@@ -506,7 +504,6 @@ def test_serve_web_over_https_sends_the_page_and_its_csp(app, tmp_path, capsys):
     import ssl
     import urllib.request
 
-    from tfxai.serve.app import ServerThread
     from tfxai.serve.site import create_site
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -540,7 +537,6 @@ def test_a_squash_model_is_squashed_like_tfxai_and_its_own_model_card_is_shown(d
     from tfxai.compress.web import export_web
     from tfxai.io.atomic import dumps_json
     from tfxai.io.model_files import read_model_facts, set_model_entry, update_model_facts
-    from tfxai.serve.app import ServerThread
     from tfxai.serve.site import create_site
 
     model = str(tmp_path / "squash.keras")

@@ -71,11 +71,6 @@ class ExplainSettings:
                 raise TfxaiError(f"{name} must be one of {BASELINES}, got {getattr(self, name)!r}")
 
 
-def parse_methods(text: str) -> tuple[str, ...]:
-    """``"gradcam, lime"`` -> ("gradcam", "lime"), duplicates dropped (checked by ExplainSettings)."""
-    return tuple(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
-
-
 # ----------------------------------------------------------------------------- inputs
 @dataclass
 class ImageItem:

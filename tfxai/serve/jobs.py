@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..explain.types import parse_methods
 from .engine import Engine, Upload, png_base64
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,12 @@ class ExplainJobs:
             return ("lime",)
         return SERVE_METHODS
 
-    def parse_methods(self, text: str | None) -> tuple[str, ...]:
-        """``"gradcam,lime"`` -> ("gradcam", "lime"); ValueError naming an unknown or unavailable method."""
+    def choose_methods(self, text: str | None) -> tuple[str, ...]:
+        """The methods asked for (``"gradcam,lime"``, :func:`tfxai.explain.types.parse_methods`),
+        all available ones for None or blank; ValueError naming an unknown or unavailable method."""
         if text is None or not text.strip():
             return self.available
-        methods = tuple(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
+        methods = parse_methods(text)
         bad = [m for m in methods if m not in self.available]
         if bad or not methods:
             raise ValueError(f"methods {text!r}: {', '.join(bad) or 'none given'} not available; "
