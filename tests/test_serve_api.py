@@ -422,15 +422,20 @@ def test_csv_neutralises_formulas_and_keeps_the_numbers(served, images):
 # ----------------------------------------------------------------------------- the command
 def test_serve_access_rules():
     from tfxai.commands.serve import access
-    from tfxai.errors import TfxaiError
 
     assert access("127.0.0.1", None) == (None, ("127.0.0.1", "localhost", "::1"))
     token, hosts = access("0.0.0.0", None)
     assert hosts == ("*",) and len(token) >= 16
     assert access("0.0.0.0", None, no_token=True) == (None, ("*",))
     assert access("192.168.1.5", "my-secret-token")[0] == "my-secret-token"
-    with pytest.raises(TfxaiError, match="--token"):
-        access("127.0.0.1", "short")
+
+
+def test_a_short_token_stops_serve_in_one_line_before_the_model_loads(tmp_path, capsys):
+    from tfxai.cli import main
+
+    assert main(["serve", "--checkpoint", str(tmp_path / "absent.keras"), "--token", "short"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "token" in err and "absent.keras" not in err
 
 
 def test_serve_refuses_a_port_in_use_in_one_line(trained_run, capsys):
