@@ -197,7 +197,8 @@ def test_an_ensemble_exports_to_one_tflite_file_per_quantization(ensemble_path, 
 
 
 def test_an_ensemble_exports_to_the_web_app_with_its_own_gradcam_inside(ensemble_path, synthetic_dir, tmp_path):
-    from tfxai.compress.web import find_runtime, tflite_ops
+    from tfxai.compress.web_model import tflite_ops
+    from tfxai.compress.web_runtime import find_runtime
     from tfxai.data import load_image
     from tfxai.errors import TfxaiError
     from tfxai.explain.types import normalize_heatmap

@@ -55,7 +55,7 @@ def one_line_error(capsys) -> str:
 @pytest.fixture(scope="module")
 def web_runtime():
     """LiteRT.js as `make install` puts it (web/node_modules); skip without it, fail under CI."""
-    from tfxai.compress.web import find_runtime
+    from tfxai.compress.web_runtime import find_runtime
     from tfxai.errors import TfxaiError
 
     try:
@@ -142,7 +142,7 @@ def test_tflite_scores_and_gradcam_equal_tfxai_keras(app, files):
     from tfxai.explain.gradcam import GradCAM
     from tfxai.explain.types import normalize_heatmap
 
-    from tfxai.compress.web import tflite_ops
+    from tfxai.compress.web_model import tflite_ops
 
     assert not {"FlexReluGrad", "CUSTOM"} & set(tflite_ops(os.path.join(app.folder, "model.tflite")))
     x = np.stack([load_image(p, SIZE, 1, app.clf.resize_mode)[0] for p in files.good]).astype(np.float32)

@@ -219,7 +219,8 @@ def _other_formats(model, args, card: dict | None) -> list[dict]:
 
 
 def _run_web(args: argparse.Namespace) -> int:
-    from ..compress.web import download_sizes, export_web, find_runtime
+    from ..compress.web import download_sizes, export_web
+    from ..compress.web_runtime import find_runtime
 
     if args.quantization not in (None, "float32"):
         raise TfxaiError(f"--quantization {args.quantization!r}: --target web writes one float32 file (scores and "

@@ -49,7 +49,7 @@ from .. import __version__
 from ..data.decode import IMAGE_EXTENSIONS, max_pixels
 from ..io.atomic import safe_cell
 from ..io.model_files import read_run_config
-from ..model_card import read_model_card
+from ..model_card import INTENDED_USE, read_model_card
 from .engine import Engine, UploadError, clean_name
 from .guard import Guard, error_body
 from .jobs import Busy, ExplainJobs
@@ -57,10 +57,6 @@ from .jobs import Busy, ExplainJobs
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-INTENDED_USE = ("Decision support only, not a diagnosis: a clinician must read every X-ray. This model "
-                "has only been checked on the data it was validated on; performance changes across "
-                "hospitals, X-ray machines and patient groups. Heatmaps show where the model looked, "
-                "not where the disease is.")
 
 
 def describe_model(engine: Engine, jobs: ExplainJobs) -> dict:
