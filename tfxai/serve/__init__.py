@@ -5,8 +5,11 @@
   and one Grad-CAM pass per batch), and renders overlays on the original image.
 * :mod:`tfxai.serve.jobs`: :class:`ExplainJobs`, the other explanation methods (Grad-CAM++,
   Faster Score-CAM, LIME) run one job at a time in the background, with progress.
-* :mod:`tfxai.serve.app`: :func:`create_app`, the FastAPI application (page, static files, API,
-  limits, token, security headers).
+* :mod:`tfxai.serve.app`: :func:`create_app`, the FastAPI application (page, static files, API
+  routes on one router, errors).
+* :mod:`tfxai.serve.guard`: the middleware in front of it (Host check, token, body limit,
+  security headers).
+* :mod:`tfxai.serve.site`: ``tfxai serve --web``, an exported web app served as static files.
 
 Importing this package loads neither TensorFlow nor FastAPI.
 """
