@@ -287,3 +287,14 @@ def test_onnx_export_matches_keras_under_onnxruntime(trained, tmp_path):
     assert [i.name for i in session.get_inputs()] == ["image"]
     out = session.run(None, {"image": trained.test_images.astype(np.float32)})[0]
     assert np.max(np.abs(probabilities(out) - trained.keras_proba)) < 1e-4
+
+
+def test_calibration_images_change_the_int8_calibration(tmp_path, trained_run, synthetic_dir):
+    files = {}
+    for n in (1, 100):
+        out = tmp_path / f"c{n}"
+        assert main(["export", "--checkpoint", trained_run.model_path, "--data-dir", synthetic_dir,
+                     "--output-dir", str(out), "--quantization", "int8", "--calibration-images", str(n),
+                     "--no-saved-model", "--no-onnx", "--latency-runs", "1", "--no-progress"]) == 0
+        files[n] = (out / "model_int8.tflite").read_bytes()
+    assert files[1] != files[100]
