@@ -220,7 +220,9 @@ def test_a_script_name_is_echoed_as_plain_data(served, images):
     (lambda c: c.post("/api/predict", files=[("file", ("a.png", b"x")), ("file", ("b.png", b"y"))]), "takes one"),
     (lambda c: c.post("/api/predict", files={"file": (None, "just text")}), "file upload"),
     (lambda c: c.post("/api/predict", params={"overlay": "maybe"}, files={"file": ("a.png", b"x")}), "true or false"),
-], ids=["not_multipart", "no_file_field", "two_files", "text_field", "bad_flag"])
+    (lambda c: c.post("/api/predict/batch", files=[("file", (f"{i}.png", b"x")) for i in range(65)]),
+     "over the limit of 64"),
+], ids=["not_multipart", "no_file_field", "two_files", "text_field", "bad_flag", "too_many_files"])
 def test_malformed_requests_get_400_with_what_to_send(served, images, make, words):
     r = make(served.client)
     assert r.status_code == 400, r.text
