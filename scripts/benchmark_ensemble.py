@@ -45,7 +45,7 @@ def _variants(clf, images: np.ndarray, folder: str, name: str) -> dict:
 
     out = {}
     # Saved again without optimizer state (a training run's checkpoint keeps Adam's moments; an ensemble has none).
-    keras_raw, keras_gz = keras_sizes(clf.model, folder, name, clf.config)
+    keras_raw, keras_gz = keras_sizes(clf.model, folder, name, clf.facts)
     forward = compiled_call(clf.model)
     cam = GradCAM(clf.model, batch_size=1)
     sizes = {"params": clf.model.count_params(), "keras_kb": keras_raw / 1024, "keras_gzip_kb": keras_gz / 1024}
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     from tfxai.classifier import load_classifier
 
     ensemble = load_classifier(args.ensemble)
-    members = (ensemble.config.get("ensemble") or {}).get("members") or []
+    members = (ensemble.facts.get("ensemble") or {}).get("members") or []
     member_path = args.member or (members[0]["path"] if members else None)
     if not member_path or not os.path.exists(member_path):
         print(f"error: give --member (the ensemble records {member_path!r}, which does not exist here)", file=sys.stderr)

@@ -68,7 +68,7 @@ def _models(args):
     """(name, Keras model, trained) triples: the --models files, or --architecture built
     (untrained) at each size."""
     if args.models:
-        from tfxai.files import load_model
+        from tfxai.io.model_files import load_model
 
         for path in [m.strip() for m in args.models.split(",") if m.strip()]:
             yield path, load_model(path), True
@@ -114,7 +114,8 @@ def main(argv=None) -> int:
     from tfxai.compress.measure import EvalSet
     from tfxai.compress.tflite import Calibration, export_and_measure, parse_quantizations
     from tfxai.data import load_splits
-    from tfxai.files import read_model_facts, write_json
+    from tfxai.io.atomic import write_json
+    from tfxai.io.model_files import read_model_facts
 
     quantizations = parse_quantizations(args.quantization)
     data_dir = prepare_cifar10(args.cifar10_archive) if args.dataset else args.data_dir

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
 
     from tfxai.classifier import load_classifier
     from tfxai.evaluation import load_eval_images
-    from tfxai.files import write_json
+    from tfxai.io.atomic import write_json
     from tfxai.synthetic import make_non_xrays
 
     clf = load_classifier(args.checkpoint)

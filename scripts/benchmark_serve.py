@@ -30,6 +30,7 @@ Prints the memory-over-time table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -274,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from tfxai.classifier import load_classifier
     from tfxai.data.folders import list_images
-    from tfxai.serve.app import ServerThread, create_app
+    from served import served
+    from tfxai.serve.app import create_app
     from tfxai.serve.engine import Engine, ServeSettings
 
     t0 = time.perf_counter()
@@ -282,11 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     loaded = time.perf_counter() - t0
     engine = Engine(clf, ServeSettings(max_batch=args.batch_size, lime_samples=args.lime_samples)).start()
     warm = engine.warm_up()
-    server = ServerThread(create_app(engine))
-    port = server.port
+    server = contextlib.ExitStack()  # closed when the measurements are done
+    url = server.enter_context(served(create_app(engine)))
+    port = int(url.rsplit(":", 1)[1])
     startup = time.perf_counter() - t0
     print(f"model {args.checkpoint}: {clf.image_size} px, {clf.channels} channel(s); loaded in {loaded:.1f} s, "
-          f"warm-up {warm:.1f} s, serving on {server.url} after {startup:.1f} s", flush=True)
+          f"warm-up {warm:.1f} s, serving on {url} after {startup:.1f} s", flush=True)
 
     paths = list_images(args.images)[:args.max_images]
     payloads = [(os.path.basename(p), open(p, "rb").read()) for p in paths]
@@ -356,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     with httpx.Client(timeout=300) as client:
         for i in range(0, len(payloads), 16):
-            r = client.post(server.url + "/api/predict/batch?overlay_size=160",
+            r = client.post(url + "/api/predict/batch?overlay_size=160",
                             files=[("file", p) for p in payloads[i:i + 16]])
             assert r.status_code == 200
     dt = time.perf_counter() - t
@@ -371,17 +374,17 @@ def main(argv: list[str] | None = None) -> int:
         with httpx.Client(timeout=600) as client:
             for attempt in (1, 2):
                 t = time.perf_counter()
-                job = client.post(server.url + "/api/explain", files={"file": (name, data)}).json()
+                job = client.post(url + "/api/explain", files={"file": (name, data)}).json()
                 while job["status"] not in ("done", "error"):
                     time.sleep(0.2)
-                    job = client.get(f"{server.url}/api/explain/{job['id']}").json()
+                    job = client.get(f"{url}/api/explain/{job['id']}").json()
                 row = {"attempt": attempt, "seconds": time.perf_counter() - t, "error": job["error"],
                        "methods": {m: r["seconds"] for m, r in job["results"].items()}}
                 out["explain"].append(row)
                 print(f"/api/explain on {name}, run {attempt}: {row['seconds']:.1f} s; per method (incl. deletion/"
                       f"insertion): " + ", ".join(f"{m} {v:.1f} s" for m, v in row["methods"].items()), flush=True)
 
-    server.stop()
+    server.close()
     engine.close()
     print("\n| measurement | clients | overlay | requests/s or img/s | p50 s | p95 s | mean batch |")
     print("|---|---|---|---|---|---|---|")

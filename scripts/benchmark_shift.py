@@ -120,7 +120,7 @@ def _train_member(name: str, args, loaded: dict, run_dir: str, seed: int, every_
 
 def run_recipe(name: str, args, loaded: dict) -> dict:
     from tfxai.classifier import load_classifier
-    from tfxai.files import write_json
+    from tfxai.io.atomic import write_json
     from tfxai.model_card import write_model_card
     from tfxai.training import read_history
     from tfxai.training.recipes import get_recipe
@@ -150,7 +150,8 @@ def run_seed_ensemble(name: str, args, loaded: dict) -> list[dict]:
     from tfxai.classifier import load_classifier
     from tfxai.ensemble import ENSEMBLE_ENTRIES, ENSEMBLE_MODEL_NAME, make_ensemble
     from tfxai.model_card import write_model_card
-    from tfxai.files import OutputFolder, read_json, write_json
+    from tfxai.io.atomic import read_json, write_json
+    from tfxai.io.output_folder import OutputFolder
     from tfxai.training.decision import Policy
 
     rows, members, minutes = [], [], {"wall_min": 0.0, "cpu_min": 0.0}
@@ -185,7 +186,7 @@ def run_kfold(name: str, args, loaded: dict) -> list[dict]:
     every fold): a row with the fold models' mean and one for their ensemble. Each fold model trains on
     (K - 1) / K of the protocol's training images. A killed run resumes fold by fold (the same command)."""
     from tfxai.classifier import load_classifier
-    from tfxai.files import read_json
+    from tfxai.io.atomic import read_json
     from tfxai.training.cv_report import CV_METRICS_NAME
     from tfxai.training.folds import run_folds
 
@@ -209,7 +210,7 @@ def run_kfold(name: str, args, loaded: dict) -> list[dict]:
 
 
 # What --every-epoch adds to a run folder; recorded in its marker, so that a re-run's overwrite
-# (tfxai.files.OutputFolder.clear) removes them like the run's own files.
+# (tfxai.io.output_folder.OutputFolder.clear) removes them like the run's own files.
 EPOCH_ENTRIES = ("epochs", "epochs.csv", "epochs.png")
 
 
@@ -217,7 +218,7 @@ def _epoch_weights(run_dir: str):
     """Keras' ModelCheckpoint writing ``<run_dir>/epochs/NN.weights.h5`` after every epoch (the
     weights as validated), once the run folder is prepared."""
     from tfxai._keras import keras
-    from tfxai.files import OutputFolder
+    from tfxai.io.output_folder import OutputFolder
 
     class EpochWeights(keras.callbacks.ModelCheckpoint):
         def on_train_begin(self, logs=None):
@@ -235,7 +236,7 @@ EPOCH_COLUMNS = ("epoch", "val_loss", "val_auc", "standard_auc", "shift_auc", "s
 def score_every_epoch(clf, data, run_dir: str, history: dict, seed: int) -> dict:
     """Score each kept epoch on the protocol; return the rows the selection rules pick."""
     from tfxai import shift
-    from tfxai.files import write_csv
+    from tfxai.io.atomic import write_csv
 
     folder = os.path.join(run_dir, "epochs")
     rows = []
@@ -344,7 +345,7 @@ def main(argv=None) -> int:
     progress = logging.getLogger("tfxai")  # tfxai's progress messages (data summary, training) on stdout
     progress.setLevel(logging.INFO)
     progress.addHandler(logging.StreamHandler(sys.stdout))
-    from tfxai.files import write_csv
+    from tfxai.io.atomic import write_csv
     from tfxai.training.recipes import get_recipe
 
     names = [n.strip() for n in args.recipes.split(",") if n.strip()]

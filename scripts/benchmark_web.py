@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def default_model(folder: str) -> str:
     """The default recipe's architecture, untrained, saved with facts (threshold 0.5, pad)."""
     from tfxai.classifier import model_facts
-    from tfxai.files import save_model
+    from tfxai.io.model_files import save_model
     from tfxai.models import build_model
 
     model = build_model("custom_cnn", (128, 128, 1), 2, width=16, depth=4, preprocessing="equalize")
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     from tfxai.classifier import load_classifier
     from tfxai.compress.tflite import convert_tflite
     from tfxai.compress.web import download_sizes, export_web
-    from tfxai.serve.app import ServerThread
+    from served import served
     from tfxai.serve.site import create_site
 
     work = os.path.abspath(args.output_dir)
@@ -276,13 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     files = image_files(args, bench)
     sizes = download_sizes(export.folder)
 
-    server = ServerThread(create_site(export.folder, extra=(("/bench", bench),)))
-    try:
-        desktop = browser_numbers(server.url, files, args.runs, args.loads)
-        phone = browser_numbers(server.url, files, args.runs, 1, phone=True)
-        agree = agreement(server.url, files, clf)
-    finally:
-        server.stop()
+    with served(create_site(export.folder, extra=(("/bench", bench),))) as url:
+        desktop = browser_numbers(url, files, args.runs, args.loads)
+        phone = browser_numbers(url, files, args.runs, 1, phone=True)
+        agree = agreement(url, files, clf)
     python = python_baseline(export.folder, scores_only, files, args.runs, clf.image_size, clf.resize_mode)
 
     mb = 1e6

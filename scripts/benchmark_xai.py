@@ -147,7 +147,7 @@ def trust_table(model, images: np.ndarray, targets: np.ndarray, masks, methods, 
     """Per method: mean deletion/insertion areas, pointing game and energy in mask (where masks
     are given), seconds; plus a random-heatmap row, agreement and the sanity check."""
     from tfxai.explain import make_explainer
-    from tfxai.explain import metrics as xm
+    from tfxai.explain import quality as xm
     from tfxai.explain.lime import keras_predict_fn
 
     predict = keras_predict_fn(model, args.batch_size)
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds_total"] = time.perf_counter() - start
     print(f"\nbenchmark finished in {results['seconds_total'] / 60:.1f} min")
     if args.output:
-        from tfxai.files import write_json
+        from tfxai.io.atomic import write_json
 
         write_json(args.output, results)
         print(f"wrote {args.output}")

@@ -1,11 +1,14 @@
-"""Uploads for the ``tfxai serve`` tests: good X-rays at several sizes, and the bad files of issue 11
-(empty, truncated, text renamed .png, a 20000 x 20000 PNG header, malformed DICOM), built in memory."""
+"""Helpers for the ``tfxai serve`` tests: uploads (good X-rays at several sizes, and the bad files of
+issue 11: empty, truncated, text renamed .png, a 20000 x 20000 PNG header, malformed DICOM, built in
+memory), the answers ``tfxai predict`` gives, a running engine, and an app served in a thread."""
 from __future__ import annotations
 
 import base64
-from contextlib import contextmanager
 import struct
+import threading
+import time
 import zlib
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -102,3 +105,40 @@ def running_engine(model_path: str):
     finally:
         jobs.close()
         engine.close()
+
+
+class ServerThread:
+    """``app`` served by uvicorn in a background thread on a free loopback port.
+
+    ``url`` is set once the server accepts connections; ``stop()`` ends it (bounded wait).
+    """
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0, tls: dict | None = None):
+        import uvicorn
+
+        from tfxai.serve.app import bind_socket
+
+        self.sock = bind_socket(host, port)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", **(tls or {}))
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       name="tfxai-serve-uvicorn", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start within {timeout:.0f} s")
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        self.sock.close()
+
+    def __enter__(self) -> "ServerThread":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

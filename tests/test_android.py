@@ -27,7 +27,7 @@ from tfxai.cli import main
 from tfxai.compress import android
 from tfxai.compress.mediapipe_env import ENV_VAR, venv_python
 from tfxai.data import load_image
-from tfxai.files import read_model_facts, save_model, update_model_facts
+from tfxai.io.model_files import read_model_facts, save_model, update_model_facts
 
 ANDROID_PAGE = Path(__file__).resolve().parents[1] / "docs" / "android.md"  # the reference page "On Android"
 IMAGE_EXT = (".png", ".jpeg", ".jpg")

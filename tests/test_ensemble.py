@@ -14,7 +14,7 @@ from tfxai.ensemble import build_ensemble, check_members
 from tfxai.errors import ModelFileError
 from tfxai.explain.gradcam import GradCAM
 from tfxai.explain.types import normalize_heatmap
-from tfxai.files import load_model, save_model
+from tfxai.io.model_files import load_model, save_model
 from tfxai.models import build_model
 
 
@@ -88,7 +88,7 @@ def test_members_that_cannot_be_one_ensemble_are_named():
 
     def member(path, split, size=32):
         return Classifier(path, ["NORMAL", "PNEUMONIA"], size, 1, "squash",
-                          config={"val_split": split} if split else {})
+                          facts={"val_split": split} if split else {})
 
     same = {"n": 60, "sha256": "a" * 64}
     check_members([member("a.keras", same), member("b.keras", dict(same))])
@@ -124,10 +124,10 @@ def test_tfxai_ensemble_chooses_its_threshold_on_its_own_validation_probabilitie
     members = [load_classifier(p) for p in member_paths]
     val = load_eval_images(ens, synthetic_dir, "val", progress=False)
     assert ens.threshold == pytest.approx(threshold_youden(val.labels, ens.predict_proba(val.images)[:, 1]), abs=1e-6)
-    assert ens.ood is not None and ens.config["ood"]["fitted_on_images"] == 160
-    assert ens.config["threshold_policy"]["policy"] == "youden" and len(ens.config["ensemble"]["members"]) == 2
+    assert ens.ood is not None and ens.facts["ood"]["fitted_on_images"] == 160
+    assert ens.facts["threshold_policy"]["policy"] == "youden" and len(ens.facts["ensemble"]["members"]) == 2
     for key in ("resize_mode", "resize_reason", "source_geometry", "val_split"):
-        assert ens.config[key] == members[0].config[key], key
+        assert ens.facts[key] == members[0].facts[key], key
     z = np.mean([np.log(m.raw_proba(val.images)[:, 1]) - np.log(m.raw_proba(val.images)[:, 0]) for m in members], axis=0)
     np.testing.assert_allclose(ens.raw_proba(val.images)[:, 1], 1 / (1 + np.exp(-z)), atol=1e-5)
     assert json.loads((Path(path).parent / "ensemble_config.json").read_text())["command"] == "ensemble"
@@ -197,7 +197,8 @@ def test_an_ensemble_exports_to_one_tflite_file_per_quantization(ensemble_path, 
 
 
 def test_an_ensemble_exports_to_the_web_app_with_its_own_gradcam_inside(ensemble_path, synthetic_dir, tmp_path):
-    from tfxai.compress.web import find_runtime, tflite_ops
+    from tfxai.compress.web_model import tflite_ops
+    from tfxai.compress.web_runtime import find_runtime
     from tfxai.data import load_image
     from tfxai.errors import TfxaiError
     from tfxai.explain.types import normalize_heatmap

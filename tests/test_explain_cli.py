@@ -15,7 +15,8 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from tfxai.files import save_model, write_json
+    from tfxai.io.atomic import write_json
+    from tfxai.io.model_files import save_model
 
     model, _ = synthetic_model(SIZE)
     folder = tmp_path_factory.mktemp("model")
@@ -114,7 +115,7 @@ def test_cli_compare_with_tflite_uses_lime_only(checkpoint, xray_dir, tmp_path):
     from tfxai.classifier import load_classifier, model_facts
     from tfxai.cli import main
     from tfxai.compress.tflite import export_tflite
-    from tfxai.files import load_model
+    from tfxai.io.model_files import load_model
 
     tflite = str(tmp_path / "model.tflite")
     export_tflite(load_model(checkpoint), tflite, "float32", facts=model_facts(["NORMAL", "PNEUMONIA"], SIZE, 1))

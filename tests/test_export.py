@@ -13,7 +13,8 @@ from tfxai.compress import measure, prune, tflite
 from tfxai.compress.tflite import Calibration
 from tfxai.cli import main
 from tfxai.errors import DataError, ModelFileError
-from tfxai.files import save_model, write_json
+from tfxai.io.atomic import write_json
+from tfxai.io.model_files import save_model
 from tfxai.classifier import load_classifier, model_facts, probabilities
 
 
@@ -60,8 +61,8 @@ def test_int8_takes_uint8_pixels_unchanged_and_agrees_on_90_percent(trained, exp
     test_images, keras_proba = trained.test_images, trained.keras_proba
     clf = load_classifier(exported["int8"])
     assert clf.input_dtype == np.uint8
-    inp = clf.config["inputs"][0]
-    assert inp["dtype"] == "uint8" and clf.config["outputs"][0]["dtype"] == "uint8"
+    inp = clf.facts["inputs"][0]
+    assert inp["dtype"] == "uint8" and clf.facts["outputs"][0]["dtype"] == "uint8"
     assert inp["quantization"] == {"scale": pytest.approx(1.0), "zero_point": 0}  # raw pixels as they are
     proba = clf.predict_proba(test_images)
     assert np.mean(proba.argmax(1) == keras_proba.argmax(1)) >= 0.9
@@ -143,8 +144,8 @@ def test_load_classifier_reads_labels_and_config_beside_the_tflite(exported):
     assert clf.kind == "tflite"
     assert clf.class_names == ["NORMAL", "PNEUMONIA"]
     assert (clf.image_size, clf.channels, clf.resize_mode, clf.threshold) == (32, 1, "pad", 0.4)
-    assert clf.config["preprocessing"] == "x / 255 inside the model"
-    assert clf.config["quantization"] == "dynamic"
+    assert clf.facts["preprocessing"] == "x / 255 inside the model"
+    assert clf.facts["quantization"] == "dynamic"
     folder = os.path.dirname(exported["dynamic"])
     with open(os.path.join(folder, "labels.txt")) as f:
         assert f.read().splitlines() == ["NORMAL", "PNEUMONIA"]
@@ -286,3 +287,14 @@ def test_onnx_export_matches_keras_under_onnxruntime(trained, tmp_path):
     assert [i.name for i in session.get_inputs()] == ["image"]
     out = session.run(None, {"image": trained.test_images.astype(np.float32)})[0]
     assert np.max(np.abs(probabilities(out) - trained.keras_proba)) < 1e-4
+
+
+def test_calibration_images_change_the_int8_calibration(tmp_path, trained_run, synthetic_dir):
+    files = {}
+    for n in (1, 100):
+        out = tmp_path / f"c{n}"
+        assert main(["export", "--checkpoint", trained_run.model_path, "--data-dir", synthetic_dir,
+                     "--output-dir", str(out), "--quantization", "int8", "--calibration-images", str(n),
+                     "--no-saved-model", "--no-onnx", "--latency-runs", "1", "--no-progress"]) == 0
+        files[n] = (out / "model_int8.tflite").read_bytes()
+    assert files[1] != files[100]

@@ -97,9 +97,9 @@ def test_kfold_predicts_every_training_image_once_and_chooses_the_threshold_on_t
     val = shift.load_shift_data(kermany_like, 32, 1, ens.resize_mode, "NORMAL2-*", 0.2, 0, None, False).splits.val
     own = metrics_lib.threshold_for_sensitivity(val.labels, ens.predict_proba(val.images)[:, 1], 0.9)
     assert ens.threshold == pytest.approx(own, abs=1e-6)
-    fold1 = load_classifier(str(out / "fold_1" / "best_model.keras")).config
+    fold1 = load_classifier(str(out / "fold_1" / "best_model.keras")).facts
     for key in ("resize_mode", "resize_reason", "source_geometry", "val_split"):
-        assert ens.config[key] == fold1[key], key
+        assert ens.facts[key] == fold1[key], key
     assert "shift" in cv["ensemble"] and ens.ood is not None
 
 

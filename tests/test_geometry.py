@@ -13,7 +13,7 @@ import pytest
 from tfxai import data
 from tfxai.classifier import load_classifier
 from tfxai.data.geometry import SQUARE_TOLERANCE, choose_resize, describe_geometry, training_decode_mode
-from tfxai.files import read_model_facts
+from tfxai.io.model_files import read_model_facts
 from tfxai.native import FILM_ASPECT, restore_film, score_native, write_native_copies
 from tfxai.predict import predict_files
 

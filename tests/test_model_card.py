@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfxai.files import read_model_facts, read_run_config
+from tfxai.io.model_files import read_model_facts, read_run_config
 from tfxai.model_card import (CARD_JSON, CARD_MARKDOWN, SECTIONS, build_model_card, read_model_card,
                               render_markdown, write_model_card)
 

@@ -5,7 +5,7 @@ import pytest
 from tfxai import models
 from tfxai._keras import keras
 from tfxai.errors import MissingDownloadError, ModelFileError
-from tfxai.files import load_model, save_model
+from tfxai.io.model_files import load_model, save_model
 
 
 def test_registry_lists_the_three_model_types():

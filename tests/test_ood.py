@@ -26,7 +26,7 @@ def test_guard_flags_about_one_percent_in_distribution_and_every_far_point():
 
 def test_guard_round_trips_inside_a_keras_file(tmp_path):
     from prune_helpers import tiny_cnn
-    from tfxai.files import load_model, save_model
+    from tfxai.io.model_files import load_model, save_model
 
     path = str(tmp_path / "m.keras")
     save_model(tiny_cnn(), path)
@@ -77,7 +77,7 @@ def test_blank_images_are_flagged_even_without_a_guard():
 def test_a_trained_model_carries_its_guard_and_predict_reports_it(tmp_path, trained_run, synthetic_dir, capsys):
     from tfxai.classifier import load_classifier
     from tfxai.cli import main
-    from tfxai.files import read_model_facts
+    from tfxai.io.model_files import read_model_facts
 
     clf = load_classifier(trained_run.model_path)
     assert clf.ood is not None and read_model_facts(trained_run.model_path)["ood"]["threshold"] > 0
@@ -97,7 +97,7 @@ def test_a_trained_model_carries_its_guard_and_predict_reports_it(tmp_path, trai
 
 def test_a_model_without_a_guard_still_predicts_with_a_note(tmp_path, trained_run, capsys):
     from tfxai.cli import main
-    from tfxai.files import load_model, read_model_facts, save_model
+    from tfxai.io.model_files import load_model, read_model_facts, save_model
 
     old = tmp_path / "old.keras"
     save_model(load_model(trained_run.model_path), str(old), read_model_facts(trained_run.model_path))

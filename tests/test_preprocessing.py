@@ -67,7 +67,7 @@ def test_unknown_preprocessing_and_bad_settings_are_refused():
 ])
 def test_models_with_preprocessing_reload_with_safe_mode_and_predict_the_same(tmp_path, xrays, model_type,
                                                                               options):
-    from tfxai.files import load_model, save_model
+    from tfxai.io.model_files import load_model, save_model
     from tfxai.models import build_model
 
     model = build_model(model_type, (64, 64, 1), 2, preprocessing="equalize_local", **options)
@@ -150,7 +150,7 @@ def test_lung_crop_fills_the_input_with_the_lung_box(xrays):
 
 @pytest.mark.parametrize("focus", ["mask", "crop"])
 def test_a_model_with_lung_focus_saves_loads_and_converts_to_tflite_builtins(xrays, focus, tmp_path):
-    from tfxai.files import load_model, save_model
+    from tfxai.io.model_files import load_model, save_model
     from tfxai.models import build_model
 
     from tfxai.data import AugmentConfig

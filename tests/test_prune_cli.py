@@ -112,7 +112,7 @@ def test_pruned_model_from_the_cli_loads_through_the_classifier_interface(compar
 
 def test_prune_cli_starts_from_a_checkpoint_without_dense_training(synthetic_root, tmp_path):
     from prune_helpers import tiny_cnn
-    from tfxai.files import save_model
+    from tfxai.io.model_files import save_model
 
     ckpt = str(tmp_path / "trained.keras")
     save_model(tiny_cnn(), ckpt)

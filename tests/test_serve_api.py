@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from serve_helpers import bad_uploads, decode_png, enlarged_png, expected_predictions, running_engine
+from serve_helpers import ServerThread, bad_uploads, decode_png, enlarged_png, expected_predictions, running_engine
 
 BIG_HW = (520, 400)  # a non-square "original" in the 224-1000 px range
 
@@ -71,8 +71,8 @@ def test_health_and_model_facts(served):
     assert card["class_names"] == clf.class_names
     assert card["threshold"] == pytest.approx(clf.threshold)
     assert card["image_size"] == clf.image_size == 32
-    assert card["val_metrics"]["roc_auc"] == pytest.approx(clf.config["val_metrics"]["roc_auc"])
-    assert card["trained"] == clf.config["trained"] and card["data"]["train_counts"]
+    assert card["val_metrics"]["roc_auc"] == pytest.approx(clf.facts["val_metrics"]["roc_auc"])
+    assert card["trained"] == clf.facts["trained"] and card["data"]["train_counts"]
     assert card["ood_guard"]["present"] is True and card["gradcam"] is True
     assert "not a diagnosis" in card["intended_use"]
 
@@ -220,7 +220,9 @@ def test_a_script_name_is_echoed_as_plain_data(served, images):
     (lambda c: c.post("/api/predict", files=[("file", ("a.png", b"x")), ("file", ("b.png", b"y"))]), "takes one"),
     (lambda c: c.post("/api/predict", files={"file": (None, "just text")}), "file upload"),
     (lambda c: c.post("/api/predict", params={"overlay": "maybe"}, files={"file": ("a.png", b"x")}), "true or false"),
-], ids=["not_multipart", "no_file_field", "two_files", "text_field", "bad_flag"])
+    (lambda c: c.post("/api/predict/batch", files=[("file", (f"{i}.png", b"x")) for i in range(65)]),
+     "over the limit of 64"),
+], ids=["not_multipart", "no_file_field", "two_files", "text_field", "bad_flag", "too_many_files"])
 def test_malformed_requests_get_400_with_what_to_send(served, images, make, words):
     r = make(served.client)
     assert r.status_code == 400, r.text
@@ -314,8 +316,6 @@ def test_settings_are_checked_at_the_boundary():
 # ----------------------------------------------------------------------------- concurrency
 def test_twenty_concurrent_requests_are_all_answered_correctly(served, images):
     import httpx
-
-    from tfxai.serve.app import ServerThread
 
     good = images[:16]
     want = expected_predictions(served.clf, good)
@@ -424,15 +424,20 @@ def test_csv_neutralises_formulas_and_keeps_the_numbers(served, images):
 # ----------------------------------------------------------------------------- the command
 def test_serve_access_rules():
     from tfxai.commands.serve import access
-    from tfxai.errors import TfxaiError
 
     assert access("127.0.0.1", None) == (None, ("127.0.0.1", "localhost", "::1"))
     token, hosts = access("0.0.0.0", None)
     assert hosts == ("*",) and len(token) >= 16
     assert access("0.0.0.0", None, no_token=True) == (None, ("*",))
     assert access("192.168.1.5", "my-secret-token")[0] == "my-secret-token"
-    with pytest.raises(TfxaiError, match="--token"):
-        access("127.0.0.1", "short")
+
+
+def test_a_short_token_stops_serve_in_one_line_before_the_model_loads(tmp_path, capsys):
+    from tfxai.cli import main
+
+    assert main(["serve", "--checkpoint", str(tmp_path / "absent.keras"), "--token", "short"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "token" in err and "absent.keras" not in err
 
 
 def test_serve_refuses_a_port_in_use_in_one_line(trained_run, capsys):

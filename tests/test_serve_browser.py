@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from serve_helpers import enlarged_png, expected_predictions, running_engine
+from serve_helpers import ServerThread, enlarged_png, expected_predictions, running_engine
 
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMEDRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
@@ -45,7 +45,7 @@ def browser_paths():
 @pytest.fixture(scope="module")
 def site(trained_run):
     """The app on a free loopback port, in a thread (tiny synthetic custom_cnn, 32 px)."""
-    from tfxai.serve.app import ServerThread, create_app
+    from tfxai.serve.app import create_app
 
     with running_engine(trained_run.model_path) as (clf, engine, jobs):
         server = ServerThread(create_app(engine, jobs))
@@ -126,7 +126,7 @@ def test_page_shows_model_facts_and_the_intended_use_warning(driver, site):
     clf = site.clf
     assert "NORMAL, PNEUMONIA" in facts and f"{clf.threshold:.3f}" in facts
     assert f"{clf.image_size} × {clf.image_size} px" in facts
-    assert f"ROC-AUC {clf.config['val_metrics']['roc_auc']:.3f}" in facts and clf.config["trained"] in facts
+    assert f"ROC-AUC {clf.facts['val_metrics']['roc_auc']:.3f}" in facts and clf.facts["trained"] in facts
     warning = driver.find_element("id", "intended-use")
     assert warning.is_displayed() and "not a diagnosis" in warning.text
     driver.find_element("css selector", "#model-card summary").click()  # the collapsible model card

@@ -297,7 +297,7 @@ def _stop(procs) -> None:
 def test_two_multiworker_processes_on_loopback_end_with_the_same_weights(tmp_path, synthetic_dir):
     import numpy as np
 
-    from tfxai.files import load_model
+    from tfxai.io.model_files import load_model
 
     procs = _workers(tmp_path, synthetic_dir, epochs=2)
     try:

@@ -12,7 +12,7 @@ from tfxai.classifier import Classifier, load_classifier
 from tfxai.cli import main
 from tfxai.errors import DataError
 from tfxai.evaluation import carry_threshold, load_eval_images
-from tfxai.files import read_model_facts, update_model_facts
+from tfxai.io.model_files import read_model_facts, update_model_facts
 from tfxai.tta import mean_over_views, tta_classifier
 
 STORED = 0.999  # a threshold "chosen without TTA" that no policy would pick on TTA probabilities
@@ -92,7 +92,7 @@ def test_a_stored_temperature_is_refitted_under_tta_never_reused(model, val):
 
 
 def test_a_model_that_does_not_record_its_threshold_policy_needs_a_target_for_tta(val):
-    clf = Classifier("old.keras", ["NORMAL", "PNEUMONIA"], 32, 1, config={})
+    clf = Classifier("old.keras", ["NORMAL", "PNEUMONIA"], 32, 1, facts={})
     with pytest.raises(DataError, match="does not record how its threshold was chosen"):
         tta_classifier(clf, val, views=2)
 

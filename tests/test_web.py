@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from serve_helpers import enlarged_png, expected_predictions, jpeg_bytes, truncated_jpeg
+from serve_helpers import ServerThread, enlarged_png, expected_predictions, jpeg_bytes, truncated_jpeg
 from test_serve_browser import HEADLESS_FLAGS, browser_paths  # noqa: F401 (a fixture)
 
 WAIT = 60
@@ -55,7 +55,7 @@ def one_line_error(capsys) -> str:
 @pytest.fixture(scope="module")
 def web_runtime():
     """LiteRT.js as `make install` puts it (web/node_modules); skip without it, fail under CI."""
-    from tfxai.compress.web import find_runtime
+    from tfxai.compress.web_runtime import find_runtime
     from tfxai.errors import TfxaiError
 
     try:
@@ -142,7 +142,7 @@ def test_tflite_scores_and_gradcam_equal_tfxai_keras(app, files):
     from tfxai.explain.gradcam import GradCAM
     from tfxai.explain.types import normalize_heatmap
 
-    from tfxai.compress.web import tflite_ops
+    from tfxai.compress.web_model import tflite_ops
 
     assert not {"FlexReluGrad", "CUSTOM"} & set(tflite_ops(os.path.join(app.folder, "model.tflite")))
     x = np.stack([load_image(p, SIZE, 1, app.clf.resize_mode)[0] for p in files.good]).astype(np.float32)
@@ -165,7 +165,7 @@ def test_export_of_a_model_without_a_gradcam_layer_stops_with_one_line_and_write
     from tfxai._keras import keras
     from tfxai.classifier import model_facts
     from tfxai.cli import main
-    from tfxai.files import save_model
+    from tfxai.io.model_files import save_model
 
     inputs = keras.Input((16, 16, 1), name="image")
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs)))
@@ -243,7 +243,6 @@ def driver(browser_paths, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def site(app):
-    from tfxai.serve.app import ServerThread
     from tfxai.serve.site import create_site
 
     server = ServerThread(create_site(app.folder, allowed_hosts=("127.0.0.1", INSECURE_HOST)))
@@ -365,7 +364,6 @@ def test_page_says_plainly_when_it_is_not_installed_for_offline_use(driver, site
 
 
 def test_reload_with_the_server_stopped_still_classifies(driver, app, files):
-    from tfxai.serve.app import ServerThread
     from tfxai.serve.site import create_site
 
     server = ServerThread(create_site(app.folder))
@@ -506,7 +504,6 @@ def test_serve_web_over_https_sends_the_page_and_its_csp(app, tmp_path, capsys):
     import ssl
     import urllib.request
 
-    from tfxai.serve.app import ServerThread
     from tfxai.serve.site import create_site
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -538,8 +535,8 @@ def test_a_squash_model_is_squashed_like_tfxai_and_its_own_model_card_is_shown(d
 
     from tfxai.classifier import load_classifier
     from tfxai.compress.web import export_web
-    from tfxai.files import dumps_json, read_model_facts, set_model_entry, update_model_facts
-    from tfxai.serve.app import ServerThread
+    from tfxai.io.atomic import dumps_json
+    from tfxai.io.model_files import read_model_facts, set_model_entry, update_model_facts
     from tfxai.serve.site import create_site
 
     model = str(tmp_path / "squash.keras")

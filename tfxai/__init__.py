@@ -31,7 +31,8 @@ _EXPORTS = {
     "tfxai.explain.run": ("ExplainSettings", "explain_images", "compare_models"),
     "tfxai.compress": ("prune_model", "one_shot_schedule", "iterative_schedule", "strip", "measure_sparsity",
                        "quantize_aware", "export_tflite", "convert_tflite", "run_comparison"),
-    "tfxai.files": ("OutputFolder", "save_model", "load_model"),
+    "tfxai.io.output_folder": ("OutputFolder",),
+    "tfxai.io.model_files": ("save_model", "load_model"),
 }
 __getattr__, _names = lazy_exports(__name__, _EXPORTS)
 __all__ = ["__version__", *_names]

@@ -17,7 +17,8 @@ import numpy as np
 
 from .data import RESIZE_MODES
 from .errors import DataError, ModelFileError
-from .files import load_model, read_json, read_model_facts, read_run_config
+from .io.atomic import read_json
+from .io.model_files import load_model, read_model_facts, read_run_config
 from .metrics import apply_temperature
 from .ood import OODGuard, OODResult, check_images, read_guard, with_features
 
@@ -116,8 +117,10 @@ class Classifier:
     ``predict_proba(images)``: images uint8 or float32 (N, S, S, C) raw pixels in [0, 255] ->
     float32 (N, K) probabilities (temperature-scaled when the model has a temperature).
     ``image_size``/``channels``/``resize_mode`` say how to prepare an image file; ``threshold`` is
-    the positive-class (index 1) decision threshold for binary tasks. ``facts_source`` says where
-    the facts came from ("model file", "run_config.json", "given", ...).
+    the positive-class (index 1) decision threshold for binary tasks. ``facts``: everything stored
+    with the model (:func:`model_facts` and what training added: model type, arguments, validation
+    metrics, the OOD guard's summary ...); ``facts_source`` says where they came from ("model file",
+    "run_config.json", "given", ...).
     """
 
     path: str
@@ -126,7 +129,7 @@ class Classifier:
     channels: int
     resize_mode: str = "pad"
     threshold: float = 0.5
-    config: dict = field(default_factory=dict)
+    facts: dict = field(default_factory=dict)
     model: object = None
     kind: str = "keras"
     temperature: float | None = None
@@ -261,7 +264,7 @@ def keras_classifier(model, facts: dict, path: str = "<memory>") -> Classifier:
     return Classifier(path=path, class_names=list(facts["class_names"]),
                       image_size=int(model.input_shape[1]), channels=int(model.input_shape[3]),
                       resize_mode=facts.get("resize_mode", "pad"),
-                      threshold=float(facts.get("threshold", 0.5)), config=facts, model=model,
+                      threshold=float(facts.get("threshold", 0.5)), facts=facts, model=model,
                       temperature=facts.get("temperature"))
 
 
@@ -340,7 +343,7 @@ def load_classifier(path: str, threshold: float | None = None,
     common = dict(path=path, class_names=names, image_size=shape[1], channels=shape[3],
                   resize_mode=facts.get("resize_mode", "pad"),
                   threshold=float(facts.get("threshold", 0.5) if threshold is None else threshold),
-                  config=facts, temperature=facts.get("temperature"),
+                  facts=facts, temperature=facts.get("temperature"),
                   facts_source="given" if threshold is not None else source)
     if interp is not None:
         return TFLiteClassifier(**common, model=None, num_threads=num_threads, _interpreter=interp)

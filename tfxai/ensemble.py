@@ -41,7 +41,7 @@ from ._keras import keras
 from .classifier import Classifier, model_facts
 from .data import ImageSet, split_fingerprint
 from .errors import DataError, ModelFileError
-from .files import save_model
+from .io.model_files import save_model
 from .layers import ChannelSlice
 from .model_card import CARD_JSON, CARD_MARKDOWN, write_model_card
 from .training.decision import Decision, Policy, decide, store_decision
@@ -131,14 +131,14 @@ def check_members(members: Sequence[Classifier]) -> None:
             if not alike(key, a, b):
                 raise ModelFileError(f"{m.path!r}: {key} {b!r} differs from {first.path!r}'s {a!r}; the members "
                                      f"of one ensemble decide on the same inputs")
-        split = m.config.get("val_split")
+        split = m.facts.get("val_split")
         if not isinstance(split, dict) or "sha256" not in split:
             raise ModelFileError(f"{m.path!r} records no validation split (trained before tfxai recorded it): the "
                                  f"ensemble's threshold must be chosen on images no member trained on; retrain it")
-        if split["sha256"] != first.config["val_split"]["sha256"]:
+        if split["sha256"] != first.facts["val_split"]["sha256"]:
             raise ModelFileError(
                 f"{m.path!r} was validated on other images than {first.path!r} ({split['n']} vs "
-                f"{first.config['val_split']['n']} images): members must share the validation split the "
+                f"{first.facts['val_split']['n']} images): members must share the validation split the "
                 f"ensemble's threshold is chosen on; use the fold models of one `tfxai train --folds` run, "
                 f"or runs that differ only in --seed with one --split-seed")
 
@@ -149,11 +149,11 @@ def ensemble_facts(members: Sequence[Classifier]) -> dict:
     first member's arguments (so ``evaluate --split val`` re-creates the shared validation split)
     and one entry per member."""
     first = members[0]
-    kept = {k: first.config[k] for k in KEPT_FACTS if k in first.config}
-    kind = first.config.get("model_type", "model")
-    rows = [{"path": m.path, "model_type": m.config.get("model_type"), "threshold": m.threshold,
-             "temperature": m.temperature, "seed": (m.config.get("arguments") or {}).get("seed"),
-             "val_roc_auc": (m.config.get("val_metrics") or {}).get("roc_auc")} for m in members]
+    kept = {k: first.facts[k] for k in KEPT_FACTS if k in first.facts}
+    kind = first.facts.get("model_type", "model")
+    rows = [{"path": m.path, "model_type": m.facts.get("model_type"), "threshold": m.threshold,
+             "temperature": m.temperature, "seed": (m.facts.get("arguments") or {}).get("seed"),
+             "val_roc_auc": (m.facts.get("val_metrics") or {}).get("roc_auc")} for m in members]
     return {**model_facts(first.class_names, first.image_size, first.channels, first.resize_mode),
             **kept, "model_type": f"ensemble of {len(members)} x {kind}", "training": "unfinished",
             "ensemble": {"members": rows, "combination": COMBINATION, "gradcam": GRADCAM}}
@@ -183,13 +183,13 @@ def make_ensemble(members: Sequence[Classifier], val_set: ImageSet, train_images
     if len(members) < 2:
         raise DataError(f"an ensemble needs at least 2 member models, got {len(members)}")
     check_members(members)
-    recorded = members[0].config["val_split"]
+    recorded = members[0].facts["val_split"]
     found = split_fingerprint(val_set, data_root)
     if found["sha256"] != recorded["sha256"]:
         raise DataError(f"the validation images given ({found['n']}) are not the split the members were validated "
                         f"on ({recorded['n']} images): the ensemble's threshold must be chosen on images no member "
                         f"trained on; give the data the members were trained on")
-    policy = policy or Policy.from_facts(members[0].config) or Policy()
+    policy = policy or Policy.from_facts(members[0].facts) or Policy()
     model = build_ensemble([m.model for m in members])
     facts = ensemble_facts(members)
     decision = decide(model, facts, val_set, policy, train_images, seed)

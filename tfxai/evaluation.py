@@ -16,7 +16,7 @@ import numpy as np
 from . import data as data_lib, metrics as metrics_lib, plots
 from .data.folders import patient_id
 from .errors import DataError
-from .files import write_csv, write_json
+from .io.atomic import write_csv, write_json
 from .classifier import Classifier
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def load_eval_images(classifier: Classifier, data_dir: str | None = None, split:
 def run_splits(classifier: Classifier, data_dir: str, progress: bool = True) -> data_lib.DataSplits:
     """The train/val splits of ``data_dir`` as the model's training run made them (its
     ``val_fraction`` and split seed), decoded as the model takes images."""
-    args = classifier.config.get("arguments", {})
+    args = classifier.facts.get("arguments", {})
     seed = args.get("split_seed") if args.get("split_seed") is not None else args.get("seed", 0)
     splits = data_lib.load_splits(data_dir, classifier.image_size, classifier.channels,
                                   classifier.resize_mode, float(args.get("val_fraction", 0.15)),

@@ -1,5 +1,5 @@
 """tfxai's own Keras layers that a saved model may contain, and the one table of them that
-:func:`tfxai.files.load_model` gives Keras (models load with ``safe_mode=True``, so a layer must be
+:func:`tfxai.io.model_files.load_model` gives Keras (models load with ``safe_mode=True``, so a layer must be
 a registered class, never Python code).
 
 The in-model preprocessing layers live in :mod:`tfxai.preprocessing`; this module adds the

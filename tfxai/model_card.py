@@ -21,9 +21,13 @@ import zipfile
 
 from . import __version__
 from .errors import ModelFileError
-from .files import (dumps_json, read_json, read_model_entry, read_model_facts, read_run_config, set_model_entry,
-                    write_json, write_text)
+from .io.atomic import dumps_json, read_json, write_json, write_text
+from .io.model_files import read_model_entry, read_model_facts, read_run_config, set_model_entry
 
+# What every page and file that shows a model's answer says about its use (tfxai serve, the web app).
+INTENDED_USE = ("Decision support only, not a diagnosis: a clinician must read every X-ray. This model has only "
+                "been checked on the data it was validated on; performance changes across hospitals, X-ray "
+                "machines and patient groups. Heatmaps show where the model looked, not where the disease is.")
 SCHEMA = ("tfxai-model-card/1.0: the sections of Mitchell et al. 2019, 'Model Cards for Model Reporting' "
           "(as in Google's Model Card Toolkit and Hugging Face model cards)")
 SECTIONS = ("schema", "model_details", "intended_use", "training_data", "evaluation", "decision_threshold",
@@ -212,7 +216,7 @@ def _ood(facts: dict) -> dict | None:
 def build_model_card(facts: dict, run_config: dict | None = None, shift_metrics: dict | None = None) -> dict:
     """The card of a finished training run as a dict with the keys :data:`SECTIONS`.
 
-    ``facts``: what ``tfxai train`` stores inside the model (:func:`tfxai.files.read_model_facts`);
+    ``facts``: what ``tfxai train`` stores inside the model (:func:`tfxai.io.model_files.read_model_facts`);
     ``run_config``: the run folder's ``run_config.json`` (class counts, split); ``shift_metrics``:
     ``shift_metrics.json`` of a shift-aware run, or None.
     """

@@ -29,9 +29,9 @@ def _bn(name: str):
     return layers.BatchNormalization(momentum=BN_MOMENTUM, gamma_initializer="ones",
                                      beta_initializer="zeros", name=name)
 
-MOBILENET_WEIGHTS_URL_HINT = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/{file}"
-)
+
+# Where Keras downloads MobileNetV2's ImageNet weights; {file}: the weights file's name.
+MOBILENET_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/{file}"
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def load_weights_file(model: keras.Model, path: str) -> None:
         raise ModelFileError(f"weights file {path!r} does not exist")
     try:
         if str(path).endswith(".keras"):
-            from .files import load_model
+            from .io.model_files import load_model
 
             model.set_weights(load_model(path).get_weights())
         else:
@@ -318,7 +318,7 @@ def symmetric_stride2_padding(model):
             rebuilt.get_layer(layer.name).set_weights(layer.get_weights())
     for a, b in zip(model.outputs, rebuilt.outputs):
         if tuple(a.shape[1:]) != tuple(b.shape[1:]):
-            raise AssertionError(f"padding rewrite changed an output shape: {a.shape} -> {b.shape}")
+            raise RuntimeError(f"padding rewrite changed an output shape: {a.shape} -> {b.shape}")
     log.info("rebuilt %s with symmetric padding on %d stride-2 layer(s)", model.name, changed)
     return rebuilt
 
@@ -349,12 +349,12 @@ def _ensure_imagenet_file(alpha: float, rows: int) -> None:
     if os.path.exists(path):
         return
     try:
-        keras.utils.get_file(fname, MOBILENET_WEIGHTS_URL_HINT.format(file=fname), cache_subdir="models")
+        keras.utils.get_file(fname, MOBILENET_WEIGHTS_URL.format(file=fname), cache_subdir="models")
     except Exception as err:  # network errors come in many types; the message below is what helps
         raise MissingDownloadError(
             f"MobileNetV2 ImageNet weights are not on this machine and could not be downloaded "
             f"({type(err).__name__}). Put the file {fname} into {cache_dir}/ (download it from "
-            f"{MOBILENET_WEIGHTS_URL_HINT.format(file=fname)} on a machine with internet), "
+            f"{MOBILENET_WEIGHTS_URL.format(file=fname)} on a machine with internet), "
             f"or train without --pretrained."
         ) from err
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._keras import keras
-from .files import read_model_entry, set_model_entry
+from .io.model_files import read_model_entry, set_model_entry
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from .classifier import Classifier
 from .data.decode import display_size, heatmap_to_original, load_image
 from .explain.figures import overlay
 from .explain.gradcam import GradCAM
-from .files import display_path, write_bytes
+from .io.atomic import display_path, write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Every layer here maps raw pixels float32 (N, H, W, C) in [0, 255] to float32 (N, H, W, C) in
 [0, 255], so it sits in front of a model's own rescaling without changing anything else. The
 layers hold no weights, are registered Keras serializables (a saved model loads with
-``safe_mode=True``: :func:`tfxai.files.load_model` passes them, through :mod:`tfxai.layers`), and use
+``safe_mode=True``: :func:`tfxai.io.model_files.load_model` passes them, through :mod:`tfxai.layers`), and use
 only TFLite builtins (mean, sub, mul, div, sqrt, rsqrt, logistic, average pooling, min/max): a
 model exported for a phone carries its preprocessing with it. An int8 file keeps these layers in
 float32 (:func:`tfxai.compress.tflite.convert_tflite`): older runtimes such as MediaPipe 0.10.21

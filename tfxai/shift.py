@@ -357,7 +357,7 @@ def train_with_holdout(config: TrainConfig, holdout_pattern: str = DEFAULT_HOLDO
     from dataclasses import replace
 
     from .classifier import load_classifier
-    from .files import write_json
+    from .io.atomic import write_json
     from .training import train
 
     # The standard val of the protocol has far fewer normals per pneumonia than training's classes

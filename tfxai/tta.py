@@ -87,7 +87,7 @@ def tta_classifier(classifier: Classifier, val: tuple[np.ndarray, np.ndarray] | 
         raise ValueError(f"tta views must be a whole number >= 2 (1 is no TTA), got {views!r}")
     base = classifier.base if isinstance(classifier, TTAClassifier) else classifier
     tta = TTAClassifier(**{f: getattr(base, f) for f in ("path", "class_names", "image_size", "channels",
-                                                           "resize_mode", "config", "model", "kind", "ood")},
+                                                           "resize_mode", "facts", "model", "kind", "ood")},
                         threshold=0.5, temperature=None, base=base, views=views, seed=seed)
     if threshold is not None:
         return replace(tta, threshold=float(threshold), facts_source="given")
@@ -95,7 +95,7 @@ def tta_classifier(classifier: Classifier, val: tuple[np.ndarray, np.ndarray] | 
         raise DataError(f"--tta {views} re-chooses the threshold on the validation split under the same test-time "
                         f"augmentation (a threshold chosen without it does not apply): give --data-dir (the data "
                         f"the model was trained on), or --threshold to apply your own")
-    policy = Policy.from_facts(base.config)
+    policy = Policy.from_facts(base.facts)
     if target_sensitivity is not None:
         policy = Policy("sensitivity", float(target_sensitivity), policy.calibrate if policy else False)
     if policy is None:

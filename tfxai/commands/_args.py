@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 
 from ..data import RESIZE_MODES, TRAIN_RESIZE_MODES
 from ..errors import ConfigError
@@ -193,8 +192,3 @@ def add_data_source(p: argparse.ArgumentParser) -> None:
 def add_debug(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show the full traceback of an error")
-
-
-def progress_enabled(args) -> bool:
-    """Progress bars when asked and when the output is a terminal-like stream."""
-    return bool(getattr(args, "progress", True)) and sys.stderr is not None

@@ -9,7 +9,7 @@ import time
 from ..classifier import load_classifier
 from ..evaluation import EvalOptions, evaluate, load_eval_images
 from ..explain.run import ExplainSettings, collect_images, explain_images
-from ..files import OutputFolder
+from ..io.output_folder import OutputFolder
 from ..metrics import format_metrics
 from ..predict import predict_files
 from ..synthetic import write_synthetic_dataset

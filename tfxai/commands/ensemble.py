@@ -14,7 +14,8 @@ from ..classifier import load_classifier
 from ..ensemble import ENSEMBLE_ENTRIES, ENSEMBLE_MODEL_NAME, make_ensemble
 from ..errors import TfxaiError
 from ..evaluation import run_splits
-from ..files import OutputFolder, write_json
+from ..io.atomic import write_json
+from ..io.output_folder import OutputFolder
 from ..metrics import THRESHOLD_POLICIES, format_metrics
 from ..training.decision import Policy
 from . import _args
@@ -52,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _policy(args, first) -> Policy:
-    base = Policy.from_facts(first.config) or Policy()
+    base = Policy.from_facts(first.facts) or Policy()
     return Policy(args.threshold_policy or base.threshold_policy,
                   base.target_sensitivity if args.target_sensitivity is None else args.target_sensitivity,
                   base.calibrate if args.calibrate is None else args.calibrate)

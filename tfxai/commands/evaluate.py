@@ -6,7 +6,7 @@ import os
 
 from ..classifier import load_classifier
 from ..evaluation import REPORT_FILES, EvalOptions, evaluate, load_eval_images
-from ..files import OutputFolder
+from ..io.output_folder import OutputFolder
 from ..metrics import format_with_ci
 from ..tta import tta_classifier
 from . import _args

@@ -11,8 +11,9 @@ import os
 
 from ..classifier import load_classifier
 from ..explain.run import (BASELINES, DEFAULT_METHODS, SANITY_METHODS, ExplainSettings, ModelExplainers, collect_images,
-                           compare_models, explain_images, parse_methods)
-from ..files import OutputFolder
+                           compare_models, explain_images)
+from ..explain.types import parse_methods
+from ..io.output_folder import OutputFolder
 from ..tables import columns_of, format_table
 from . import _args
 

@@ -36,7 +36,8 @@ from ..compress.tflite import (Calibration, export_and_measure, export_measured,
                                export_tflite, parse_quantizations)
 from ..data import load_splits
 from ..errors import DataError, TfxaiError
-from ..files import OutputFolder, write_csv, write_json
+from ..io.atomic import write_csv, write_json
+from ..io.output_folder import OutputFolder
 from ..model_card import CARD_JSON, CARD_MARKDOWN, read_model_card, write_card_files
 from ..training import FitSettings, fit_arrays
 from ..training.decision import Policy
@@ -112,9 +113,9 @@ EXPORT_REPORT = ("export_report.csv", "export_report.json", "export_config.json"
 def _facts(clf, checkpoint: str) -> dict:
     """The deployed model's facts: the checkpoint's own (with how its threshold was chosen, which
     ``--tta`` needs to choose it again), plus where it came from."""
-    policy = Policy.from_facts(clf.config)
+    policy = Policy.from_facts(clf.facts)
     return model_facts(clf.class_names, clf.image_size, clf.channels, clf.resize_mode, clf.threshold,
-                       clf.config.get("preprocessing", ""), clf.temperature,
+                       clf.facts.get("preprocessing", ""), clf.temperature,
                        source_model=os.path.abspath(checkpoint),
                        **({"threshold_policy": policy.to_dict()} if policy else {}))
 
@@ -218,7 +219,8 @@ def _other_formats(model, args, card: dict | None) -> list[dict]:
 
 
 def _run_web(args: argparse.Namespace) -> int:
-    from ..compress.web import download_sizes, export_web, find_runtime
+    from ..compress.web import download_sizes, export_web
+    from ..compress.web_runtime import find_runtime
 
     if args.quantization not in (None, "float32"):
         raise TfxaiError(f"--quantization {args.quantization!r}: --target web writes one float32 file (scores and "
@@ -270,10 +272,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export(args, clf, quantizations, card: dict | None) -> int:
-    config = _facts(clf, args.checkpoint)
+    facts = _facts(clf, args.checkpoint)
     # The card travels with the facts into every file: .tflite sidecars, the Android file's
     # metadata, the .keras copy; the reports below keep the facts alone.
-    carried = {**config, "model_card": card} if card is not None else config
+    carried = {**facts, "model_card": card} if card is not None else facts
     model = clf.model
     rows = (_measured_rows(model, clf, carried, quantizations, args) if args.data_dir
             else _size_rows(model, carried, quantizations, args))
@@ -282,8 +284,8 @@ def _export(args, clf, quantizations, card: dict | None) -> int:
         write_card_files(args.output_dir, card)
     print(export_table(rows))
     write_csv(os.path.join(args.output_dir, "export_report.csv"), rows, REPORT_COLUMNS)
-    write_json(os.path.join(args.output_dir, "export_report.json"), {"rows": rows, "config": config})
+    write_json(os.path.join(args.output_dir, "export_report.json"), {"rows": rows, "config": facts})
     write_json(os.path.join(args.output_dir, "export_config.json"),
-               {**config, "command": "export", "arguments": vars(args)})
+               {**facts, "command": "export", "arguments": vars(args)})
     print(f"wrote {len(rows)} file(s) and export_report.csv/.json to {args.output_dir}")
     return 0

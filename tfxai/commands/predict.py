@@ -10,7 +10,8 @@ from ..classifier import load_classifier
 from ..data.folders import list_images
 from ..errors import OutputError, TfxaiError
 from ..evaluation import write_predictions_csv
-from ..files import OutputFolder, check_output_file, display_path
+from ..io.atomic import display_path
+from ..io.output_folder import OutputFolder, check_output_file
 from ..ood import OODResult
 from ..predict import overlay_names, predict_files
 from . import _args

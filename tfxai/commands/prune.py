@@ -23,7 +23,9 @@ from dataclasses import replace
 from ..compress.experiment import ExperimentConfig, comparison_table, prepare_cifar10, run_comparison
 from ..data import load_splits
 from ..errors import DataError, TfxaiError
-from ..files import OutputFolder, library_versions, load_model, read_model_facts, write_json
+from ..io.atomic import write_json
+from ..io.model_files import library_versions, load_model, read_model_facts
+from ..io.output_folder import OutputFolder
 from ..models import get_spec, list_models
 from . import _args
 
@@ -186,7 +188,7 @@ def _compare(args, cfg: ExperimentConfig, data_dir: str) -> int:
                        progress=args.progress)
     print(data.summary())
     run_config = {
-        "command": "prune", "arguments": {k: v for k, v in vars(args).items() if k != "func"},
+        "command": "prune", "arguments": vars(args),
         "experiment": cfg.to_dict(), "class_names": list(data.class_names), "image_size": cfg.image_size,
         "channels": cfg.channels, "resize_mode": cfg.resize_mode, "threshold": 0.5,
         "normalization": "inside the model; feed raw pixels in [0, 255]", "data_dir": data_dir,

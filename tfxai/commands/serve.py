@@ -64,10 +64,8 @@ def _is_loopback(host: str) -> bool:
 def access(host: str, token: str | None, no_token: bool = False) -> tuple[str | None, tuple[str, ...]]:
     """(token, Host headers to answer) for a server on ``host``: loopback answers only loopback
     names (a page on another site cannot reach it by DNS rebinding) and needs no token; any other
-    address answers any Host and gets a random token unless one is given or ``no_token``."""
-    if token is not None and (len(token) < 8 or not token.isprintable() or " " in token):
-        raise TfxaiError(f"--token must be at least 8 printable characters without spaces, got {len(token)} "
-                         f"character(s)")
+    address answers any Host and gets a random token unless one is given or ``no_token``. A given
+    token is checked where it is used (:class:`tfxai.serve.engine.ServeSettings`)."""
     if _is_loopback(host):
         return token, tuple(dict.fromkeys((*LOOPBACK_HOSTS, host.strip("[]"))))
     if token is None and not no_token:
@@ -146,6 +144,10 @@ def run(args) -> int:
     from ..serve.jobs import ExplainJobs
 
     token, allowed_hosts = access(args.host, args.token, args.no_token)
+    # First: a bad setting (a short --token ...) stops here, before the port or the model is taken.
+    settings = ServeSettings(max_batch=args.batch_size, uncertain_band=args.uncertain_band,
+                             max_upload_mb=args.max_upload_mb, lime_samples=args.lime_samples, token=token,
+                             allowed_hosts=allowed_hosts, seed=args.seed)
     loopback = _is_loopback(args.host)
     try:
         sock = bind_socket(args.host, args.port)
@@ -153,9 +155,6 @@ def run(args) -> int:
         raise TfxaiError(f"{err.strerror}; choose another --port (or --port 0 for any free one)") from None
     t0 = time.perf_counter()
     clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
-    settings = ServeSettings(max_batch=args.batch_size, uncertain_band=args.uncertain_band,
-                             max_upload_mb=args.max_upload_mb, lime_samples=args.lime_samples, token=token,
-                             allowed_hosts=allowed_hosts, seed=args.seed)
     engine = Engine(clf, settings).start()
     jobs = None
     try:

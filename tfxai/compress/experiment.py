@@ -26,7 +26,8 @@ from .._keras import keras
 from ..classifier import load_classifier, model_facts, num_classes_of, probabilities
 from ..data import AugmentConfig, default_cache_dir
 from ..errors import DataError, MissingDownloadError
-from ..files import load_model, save_model, write_atomic, write_csv, write_json, write_text
+from ..io.atomic import write_atomic, write_csv, write_json, write_text
+from ..io.model_files import load_model, save_model
 from ..metrics import classification_metrics
 from ..models import build_model
 from ..tables import Column, format_table

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._keras import tf
 from ..classifier import Classifier, TFLiteClassifier
-from ..files import save_model
+from ..io.model_files import save_model
 from ..metrics import classification_metrics
 from ..tables import Column, format_table
 from .prune import copy_model

@@ -23,7 +23,7 @@ from ai_edge_litert.interpreter import Interpreter
 from .._keras import keras, tf
 from ..classifier import LABELS_NAME, keras_classifier, load_classifier
 from ..errors import DataError
-from ..files import write_atomic, write_atomic_dir, write_bytes, write_json, write_text
+from ..io.atomic import write_atomic, write_atomic_dir, write_bytes, write_json, write_text
 from ..model_card import SAVED_MODEL_EXTRA, write_card_files
 from .measure import EvalSet, evaluate_classifier, file_sizes, keras_latency_ms, keras_sizes
 

@@ -7,22 +7,17 @@ The folder::
                                    manifest, icons
     model.tflite                   float32; signature "serving_default", input "image" (1, S, S, C)
                                    raw pixels in [0, 255]; outputs "scores", "gradcam", "features"
+                                   (:mod:`tfxai.compress.web_model`)
     model.json                     the facts the page decides with, and every file's sha256
     ood.json                       the out-of-distribution guard (both parts), when the model has one
     model_card.json                the model card (the model's own, or a minimal one from its facts)
     runtime/litert/                LiteRT.js (@litertjs/core, Apache-2.0) copied from web/node_modules
+                                   (:mod:`tfxai.compress.web_runtime`)
     sw.js                          service worker: precaches the folder; cache name from the hashes
     SHA256SUMS                     ``sha256sum -c SHA256SUMS`` checks a copied folder
 
-The ``.tflite`` file computes Grad-CAM itself (:func:`web_module`): the forward pass to the last
-conv block's activations A (N, h, w, c), then the head (A -> class logits) and its gradient. The
-raw map of class k is ``relu(sum_c mean_hw(d logit_k / d A) * A_c)`` resized bilinearly (half-pixel
-centres, ``tf.image.resize``) to S x S: exactly what :class:`tfxai.explain.GradCAM` computes before
-its min-max normalisation, which the page applies. Only the head is differentiated, and ReLU's
-gradient is written as ``dy * (y > 0)``: TFLite has no ReluGrad builtin, LiteRT.js no TF ops.
-
 The folder is built under a hidden temporary name beside the output and renamed at the end
-(:func:`tfxai.files.atomic_dir`): a failed or killed export leaves no half app under the final name.
+(:func:`tfxai.io.atomic.atomic_dir`): a failed or killed export leaves no half app under the final name.
 """
 from __future__ import annotations
 
@@ -31,224 +26,27 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
-from .._keras import keras, tf
 from ..errors import ModelFileError, OutputError, TfxaiError
-from ..files import MARKER_NAME, atomic_dir, dumps_json, read_json, read_model_json, timestamp
+from ..io.atomic import atomic_dir, dumps_json, read_json
+from ..io.model_files import read_model_json
+from ..io.output_folder import MARKER_NAME, timestamp
+from ..model_card import INTENDED_USE
 from .measure import gzip_size
+from .web_model import GRADCAM_DEFINITION, WebModule, convert_web, tflite_ops
+from .web_runtime import RUNTIME_PACKAGE, RUNTIME_VARIANTS, RUNTIME_VERSION, Runtime, copy_runtime, find_runtime
 
 log = logging.getLogger(__name__)
 
-RUNTIME_PACKAGE, RUNTIME_VERSION = "@litertjs/core", "2.5.3"  # pinned in web/package-lock.json
-# The two CPU builds of LiteRT.js: with relaxed SIMD (Chrome 114+) or without ("compat"). The
-# threaded build needs cross-origin isolation headers a plain static host does not send, and the
-# JSPI build serves WebNN/WebGPU partitioning: neither is copied.
-RUNTIME_VARIANTS = {"simd": "litert_wasm_internal", "compat": "litert_wasm_compat_internal"}
 PAGE_DIR = Path(__file__).resolve().parents[1] / "webapp"
 BASE_CSS = Path(__file__).resolve().parents[1] / "serve" / "static" / "style.css"  # tfxai serve's look, as base.css
-REPO_WEB_DIR = Path(__file__).resolve().parents[2] / "web"  # package.json + lock, node_modules after make install
 MODEL_FILE, FACTS_FILE, OOD_FILE, CARD_FILE = "model.tflite", "model.json", "ood.json", "model_card.json"
 WEB_COMMAND = "export --target web"
-INTENDED_USE = ("Decision support only, not a diagnosis: a clinician must read every X-ray. This model has only "
-                "been checked on the data it was validated on; performance changes across hospitals, X-ray "
-                "machines and patient groups. Heatmaps show where the model looked, not where the disease is.")
-GRADCAM_DEFINITION = ("relu(sum_c mean_hw(d logit_k / d A) * A_c) of the last conv block's activations A, "
-                      "resized bilinearly (half-pixel centres) to the input size, per class k; the page "
-                      "min-max scales it to [0, 1] as tfxai.explain.GradCAM does")
-
-
-# ----------------------------------------------------------------------------- the runtime
-@dataclass(frozen=True)
-class Runtime:
-    """Where LiteRT.js was installed (``make install``): ``core`` = .../@litertjs/core,
-    ``utils`` = .../@litertjs/wasm-utils."""
-
-    core: Path
-    utils: Path
-
-
-def find_runtime(node_modules: str | None = None) -> Runtime:
-    """The installed LiteRT.js (``web/node_modules`` of this checkout, or ``$TFXAI_WEB_RUNTIME``,
-    a ``node_modules`` folder). :class:`TfxaiError` in one line when it is missing or not the
-    pinned version."""
-    root = Path(node_modules or os.environ.get("TFXAI_WEB_RUNTIME") or REPO_WEB_DIR / "node_modules")
-    core, utils = root / "@litertjs" / "core", root / "@litertjs" / "wasm-utils"
-    needed = [core / "package.json", core / "dist" / "index.js", utils / "dist" / "index.js"]
-    needed += [core / "wasm" / f"{stem}{ext}" for stem in RUNTIME_VARIANTS.values() for ext in (".js", ".wasm")]
-    missing = [p for p in needed if not p.is_file()]
-    if missing:
-        raise TfxaiError(f"the in-browser runtime (LiteRT.js {RUNTIME_VERSION}) is not installed: {missing[0]} is "
-                         f"missing; run `make install` (npm ci in web/) or set TFXAI_WEB_RUNTIME to a "
-                         f"node_modules folder holding {RUNTIME_PACKAGE}")
-    version = json.loads((core / "package.json").read_text()).get("version")
-    if version != RUNTIME_VERSION:
-        raise TfxaiError(f"{core} is {RUNTIME_PACKAGE} {version}, expected {RUNTIME_VERSION} "
-                         f"(web/package-lock.json); run `make install`")
-    return Runtime(core, utils)
-
-
-def copy_runtime(runtime: Runtime, folder: str) -> list[str]:
-    """Copy LiteRT.js into ``folder/runtime/litert``; returns the relative paths written.
-
-    The ES module imports its helper by package name (``@litertjs/wasm-utils``), which a browser
-    resolves only through an import map or a bundler: the copy imports it by relative path."""
-    out = os.path.join(folder, "runtime", "litert")
-    os.makedirs(os.path.join(out, "wasm"))
-    index = (runtime.core / "dist" / "index.js").read_text(encoding="utf-8")
-    spec = 'from "@litertjs/wasm-utils"'
-    if index.count(spec) != 1:
-        raise TfxaiError(f"{runtime.core / 'dist' / 'index.js'}: expected one import of @litertjs/wasm-utils, "
-                         f"found {index.count(spec)}; is this {RUNTIME_PACKAGE} {RUNTIME_VERSION}?")
-    with open(os.path.join(out, "index.js"), "w", encoding="utf-8") as f:
-        f.write(index.replace(spec, 'from "./wasm-utils.js"'))
-    shutil.copyfile(runtime.utils / "dist" / "index.js", os.path.join(out, "wasm-utils.js"))
-    names = ["index.js", "wasm-utils.js"]
-    for stem in RUNTIME_VARIANTS.values():
-        for ext in (".js", ".wasm"):
-            shutil.copyfile(runtime.core / "wasm" / f"{stem}{ext}", os.path.join(out, "wasm", f"{stem}{ext}"))
-            names.append(f"wasm/{stem}{ext}")
-    with open(os.path.join(out, "LICENSE.txt"), "w", encoding="utf-8") as f:
-        f.write(f"{RUNTIME_PACKAGE} {RUNTIME_VERSION} and @litertjs/wasm-utils (LiteRT.js, Google LLC): "
-                f"Apache License 2.0, https://www.apache.org/licenses/LICENSE-2.0\n"
-                f"index.js imports ./wasm-utils.js instead of the package name '@litertjs/wasm-utils'; "
-                f"nothing else is changed.\n")
-    return [f"runtime/litert/{n}" for n in (*names, "LICENSE.txt")]
-
-
-# ----------------------------------------------------------------------------- the model file
-_GRADIENTS_REGISTERED = False
-
-
-def _register_builtin_gradients() -> None:
-    """Register ReLU / ReLU6 gradients made of TFLite builtins (``dy * (y > 0)``), used through
-    ``gradient_override_map`` while the head is traced; TensorFlow's own gradient is ReluGrad,
-    which TFLite lacks. The registry is global, so this runs once, on first export."""
-    global _GRADIENTS_REGISTERED
-    if _GRADIENTS_REGISTERED:
-        return
-
-    @tf.RegisterGradient("TfxaiBuiltinRelu")
-    def _relu(op, dy):
-        return dy * tf.cast(op.outputs[0] > 0, dy.dtype)
-
-    @tf.RegisterGradient("TfxaiBuiltinRelu6")
-    def _relu6(op, dy):
-        y = op.outputs[0]
-        return dy * tf.cast(tf.logical_and(y > 0, y < 6), dy.dtype)
-
-    _GRADIENTS_REGISTERED = True
-
-
-class WebModule(tf.Module):
-    """The model as the page runs it: ``serve(image)`` -> {"scores": (1, K) probabilities
-    (temperature-scaled when the model has a temperature, as tfxai reports them), "gradcam":
-    (1, K, S, S) raw Grad-CAM map per class (see the module docstring), "features": (1, D) the
-    penultimate features the OOD guard reads (only when the model ends in a Dense layer)}.
-
-    ``layer``: the Grad-CAM layer (default: the one :class:`tfxai.explain.GradCAM` finds).
-    ValueError naming the model when no layer fits or the graph does not split at it."""
-
-    def __init__(self, model, layer: str | None = None, temperature: float | None = None):
-        super().__init__(name="tfxai_web")
-        from ..explain.gradcam import build_cam_graph
-
-        if temperature is not None and not temperature > 0:
-            raise ValueError(f"temperature must be > 0 or None, got {temperature!r}")
-        graph = build_cam_graph(model, layer)
-        self.layer_path = graph.layer_path
-        outputs = [graph.logits]
-        self.with_features = isinstance(model.layers[-1], keras.layers.Dense)
-        if self.with_features:
-            outputs.append(model.layers[-1].input)
-        try:
-            self.head = keras.Model(graph.raw_features, outputs, name="tfxai_web_head")
-        except ValueError as err:  # "Graph disconnected": the rest of the model needs more than A
-            raise ValueError(f"the output of {model.name!r} does not depend on its Grad-CAM layer "
-                             f"{'/'.join(self.layer_path)!r} alone ({err})") from None
-        self.body = keras.Model(model.inputs, graph.raw_features, name="tfxai_web_body")
-        self.size, self.channels = int(model.input_shape[1]), int(model.input_shape[3])
-        self.num_classes = graph.num_classes
-        self.temperature = temperature
-        spec = tf.TensorSpec((1, self.size, self.size, self.channels), tf.float32, name="image")
-        self.serve = tf.function(self._serve, input_signature=[spec])
-
-    def _serve(self, image):
-        _register_builtin_gradients()
-        feats = self.body(image, training=False)
-        overrides = {"Relu": "TfxaiBuiltinRelu", "Relu6": "TfxaiBuiltinRelu6"}
-        with tf.compat.v1.get_default_graph().gradient_override_map(overrides):
-            out = self.head(feats, training=False)
-        logits = out[0] if self.with_features else out
-        maps = []
-        for k in range(self.num_classes):
-            # tf.gradients (not a tape) honours the override map; one class at a time: K is small.
-            grads = tf.gradients(logits[:, k], feats)[0]
-            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-            cam = tf.nn.relu(tf.reduce_sum(weights * feats, axis=-1, keepdims=True))
-            maps.append(tf.image.resize(cam, (self.size, self.size), method="bilinear")[..., 0])
-        if self.temperature:
-            # tfxai.metrics.apply_temperature: softmax(log(clip(p, 1e-7, 1 - 1e-7)) / T)
-            p = tf.clip_by_value(tf.nn.softmax(logits, axis=-1), 1e-7, 1 - 1e-7)
-            scores = tf.nn.softmax(tf.math.log(p) / self.temperature, axis=-1)
-        else:
-            scores = tf.nn.softmax(logits, axis=-1)
-        result = {"scores": scores, "gradcam": tf.stack(maps, axis=1)}
-        if self.with_features:
-            result["features"] = out[1]
-        return result
-
-
-class _DropUnsavedGradientWarning(logging.Filter):
-    """The converter reloads the SavedModel and warns that the overridden ReLU gradients were not
-    saved: true and harmless (the gradients are already part of the graph)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "unsaved custom gradients" not in record.getMessage()
-
-
-def convert_web(module: WebModule) -> bytes:
-    """The float32 ``.tflite`` of :class:`WebModule` (TFLite builtins only; signature
-    "serving_default"). :class:`ModelFileError` naming the ops when the head needs ops TFLite
-    lacks."""
-    concrete = module.serve.get_concrete_function()
-    absl = logging.getLogger("absl")
-    quiet = _DropUnsavedGradientWarning()
-    with tempfile.TemporaryDirectory(prefix="tfxai-web-sm-") as tmp:
-        # custom gradients off: saving them would trace the registered gradients without an op.
-        tf.saved_model.save(module, tmp, signatures={"serving_default": concrete},
-                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
-        absl.addFilter(quiet)
-        try:
-            converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-            return converter.convert()
-        except Exception as err:  # the converter raises ConverterError and others; re-raised with the ops
-            ops = sorted(set(_unsupported_ops(str(err))))
-            raise ModelFileError(f"the model's Grad-CAM head needs TensorFlow ops that TFLite has no builtin "
-                                 f"for ({', '.join(ops) or str(err).strip().splitlines()[-1]}); the web "
-                                 f"export cannot run it in the browser") from err
-        finally:
-            absl.removeFilter(quiet)
-
-
-def _unsupported_ops(message: str) -> list[str]:
-    for line in message.splitlines():
-        if line.strip().startswith("TF Select ops:"):
-            return [op.strip() for op in line.split(":", 1)[1].split(",") if op.strip()]
-    return []
-
-
-def tflite_ops(path: str) -> list[str]:
-    """The sorted builtin op names of a ``.tflite`` file (what LiteRT.js must have kernels for)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    return sorted({d["op_name"] for d in Interpreter(model_path=path)._get_ops_details()})
 
 
 # ----------------------------------------------------------------------------- facts, guard, card
@@ -324,7 +122,7 @@ def read_card(checkpoint: str) -> dict | None:
 
 def web_facts(clf, module: WebModule, checkpoint: str, card: dict | None, has_guard: bool) -> dict:
     """``model.json`` without its file list: what the page decides and shows with."""
-    facts = dict(clf.config)
+    facts = dict(clf.facts)
     names = list(clf.class_names)
     return {
         "format": "tfxai-web/1", "tfxai_version": __version__, "exported": timestamp(),
@@ -488,7 +286,7 @@ class WebExport:
 
 def export_web(checkpoint: str, output_dir: str, layer: str | None = None, clf=None) -> WebExport:
     """Write the web app for the ``.keras`` model at ``checkpoint`` into ``output_dir`` (replaced
-    atomically; see :func:`tfxai.files.atomic_dir`). ``clf``: the already loaded classifier (with any
+    atomically; see :func:`tfxai.io.atomic.atomic_dir`). ``clf``: the already loaded classifier (with any
     ``--threshold``/``--class-names`` given), else loaded from ``checkpoint``.
 
     One-line :class:`TfxaiError` (nothing written) for a missing runtime, an output that holds
@@ -509,7 +307,7 @@ def export_web(checkpoint: str, output_dir: str, layer: str | None = None, clf=N
     facts = web_facts(clf, module, checkpoint, card, clf.ood is not None)
     with atomic_dir(output_dir) as tmp:
         written = write_app(tmp, tflite, facts, guard_json(clf.ood),
-                            card or minimal_card(clf.config, checkpoint), runtime)
+                            card or minimal_card(clf.facts, checkpoint), runtime)
         ops = tuple(tflite_ops(os.path.join(tmp, MODEL_FILE)))
     log.debug("wrote the web app to %s (%d files)", output_dir, len(written["files"]))
     return WebExport(os.path.abspath(output_dir), written, "/".join(module.layer_path), ops)

@@ -2,7 +2,7 @@
 
 - :mod:`.decode`: one file (or upload) -> uint8 array, with size and pixel limits; resizing.
 - :mod:`.folders`: class-folder layouts, image folders, patient ids, the patient-grouped split.
-- :mod:`.decoded`: :class:`ImageSet`, parallel decoding with a disk cache, bad files skipped.
+- :mod:`.image_set`: :class:`ImageSet`, parallel decoding with a disk cache, bad files skipped.
 - :mod:`.geometry`: the training files' shapes, and the inference resize that matches them.
 - :mod:`.medmnist`: PneumoniaMNIST ``.npz`` files and the opt-in download.
 - :mod:`.splits`: train/val/test splits (:func:`load_splits`), class weights.
@@ -20,7 +20,7 @@ _EXPORTS = {
                "load_image", "max_file_bytes", "max_pixels", "read_file", "resize_image", "to_uint8"),
     ".folders": ("LAYOUT_HELP", "find_split_dir", "grouped_split", "list_images", "order_class_names", "patient_id",
                 "scan_class_folders", "walk_files"),
-    ".decoded": ("ImageSet", "decode_files", "default_cache_dir"),
+    ".image_set": ("ImageSet", "decode_files", "default_cache_dir"),
     ".geometry": ("TRAIN_RESIZE_MODES", "choose_resize", "describe_geometry", "training_decode_mode"),
     ".medmnist": ("PNEUMONIAMNIST_URL", "load_npz_split", "pneumoniamnist_path"),
     ".splits": ("DataSplits", "MIN_VAL_IMAGES", "class_weights", "load_folder_split", "load_image_folder",

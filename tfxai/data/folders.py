@@ -13,7 +13,8 @@ import re
 import numpy as np
 
 from ..errors import DataError
-from ..files import display_path, is_output_folder
+from ..io.atomic import display_path
+from ..io.output_folder import is_output_folder
 from .decode import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import DataError, MissingDownloadError
 from .decode import to_uint8
-from .decoded import ImageSet, default_cache_dir
+from .image_set import ImageSet, default_cache_dir
 
 PNEUMONIAMNIST_URL = "https://zenodo.org/records/10519652/files/pneumoniamnist.npz"
 PNEUMONIAMNIST_MD5 = "28209eda62fecd6e6a2d98b1501bb15f"  # MedMNIST v2's INFO["pneumoniamnist"]["MD5"]

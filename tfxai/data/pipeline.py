@@ -41,7 +41,8 @@ class AugmentConfig:
         return dict(self.__dict__)
 
 
-NO_AUGMENT = AugmentConfig(0, 0, 0, 0, 0, 0, False)
+NO_AUGMENT = AugmentConfig(rotation=0.0, zoom=0.0, shift=0.0, contrast=0.0, brightness=0.0, gamma=0.0,
+                           hflip=False)  # the optional ones are off by default
 
 
 def augment_batch(images, seed, config: AugmentConfig):

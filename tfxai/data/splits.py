@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError
-from .decoded import ImageSet, check_usable, decode_files
+from .image_set import ImageSet, check_usable, decode_files
 from .folders import LAYOUT_HELP, find_split_dir, grouped_split, patient_id, scan_class_folders
 from .medmnist import load_npz_split
 

@@ -3,7 +3,7 @@
 Methods: :class:`GradCAM` (from scratch, ``tf.GradientTape``), :class:`CamVisExplainer`
 (Grad-CAM++, Score-CAM, Faster-ScoreCAM and SmoothGrad through tf-keras-vis) and
 :class:`LimeExplainer` (the ``lime`` package, batched and seeded); :func:`make_explainer` builds
-any of them by name. ``metrics`` says how far a heatmap can be trusted (deletion/insertion,
+any of them by name. ``quality`` says how far a heatmap can be trusted (deletion/insertion,
 pointing game, energy in mask, agreement, the cascading-randomisation sanity check); ``figures``
 and ``report`` draw them; ``run`` explains a set of images (or compares two models) end to end.
 

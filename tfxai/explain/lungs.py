@@ -9,7 +9,7 @@ to check whether a model *looks at the chest*, e.g. that its heatmaps do not liv
 diaphragm, on the borders or on burnt-in markers, never to measure a lesion.
 
 :func:`lung_energy_share` is the mean share of Grad-CAM heatmap energy inside that mask over a
-set of images (:func:`tfxai.explain.metrics.energy_in_mask`); compare it with the mask's share of
+set of images (:func:`tfxai.explain.quality.energy_in_mask`); compare it with the mask's share of
 the image area (what a heatmap that ignores location would score).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .gradcam import GradCAM
-from .metrics import energy_in_mask
+from .quality import energy_in_mask
 
 _WORK_SIZE = 256
 _ERODE = 9  # pixels at the 256-pixel working size

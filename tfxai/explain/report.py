@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..files import write_text
+from ..io.atomic import write_text
 from .figures import overlay
 from .types import METHOD_TITLES
 

@@ -22,8 +22,8 @@ from ..classifier import Classifier, load_classifier
 from ..data.decode import heatmap_to_original, load_image
 from ..data.folders import walk_files
 from ..errors import DataError, TfxaiError
-from ..files import display_path, write_csv, write_json
-from . import metrics as xm
+from ..io.atomic import display_path, write_csv, write_json
+from . import quality as xm
 from .factory import make_explainer
 from .figures import comparison_figure, curves_figure, sample_figure
 from .lime import keras_predict_fn
@@ -69,11 +69,6 @@ class ExplainSettings:
         for name in ("deletion_baseline", "insertion_baseline"):
             if getattr(self, name) not in BASELINES:
                 raise TfxaiError(f"{name} must be one of {BASELINES}, got {getattr(self, name)!r}")
-
-
-def parse_methods(text: str) -> tuple[str, ...]:
-    """``"gradcam, lime"`` -> ("gradcam", "lime"), duplicates dropped (checked by ExplainSettings)."""
-    return tuple(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
 
 
 # ----------------------------------------------------------------------------- inputs

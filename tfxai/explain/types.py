@@ -13,6 +13,13 @@ METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "
                  "faster-scorecam": "Faster Score-CAM", "smoothgrad": "SmoothGrad", "lime": "LIME"}
 
 
+def parse_methods(text: str | None) -> tuple[str, ...]:
+    """``"gradcam, lime"`` -> ("gradcam", "lime"): lower case, duplicates dropped, () for None or
+    blank. Whoever runs them checks the names (:class:`tfxai.explain.run.ExplainSettings`,
+    ``tfxai serve``'s explanation jobs)."""
+    return tuple(dict.fromkeys(m.strip().lower() for m in (text or "").split(",") if m.strip()))
+
+
 @dataclass
 class Explanation:
     """One explanation of one image for one class.

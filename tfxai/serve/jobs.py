@@ -5,7 +5,7 @@ Grad-CAM++ and Faster Score-CAM take about a second, LIME tens of seconds (it se
 the page polls ``GET /api/explain/<id>``, which reports each method as soon as it is done and
 LIME's progress in perturbations. One job runs at a time (``max_pending_jobs`` may wait); the
 model lock is taken per model call, so predictions keep being answered while LIME runs. Every
-method gets the deletion and insertion areas of :func:`tfxai.explain.metrics.faithfulness`,
+method gets the deletion and insertion areas of :func:`tfxai.explain.quality.faithfulness`,
 measured with the same steps and baselines as ``tfxai explain``. Finished jobs (their overlays)
 are kept in memory for ``keep_seconds`` and at most ``keep_jobs`` of them; the upload is dropped
 when its job ends.
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..explain.types import parse_methods
 from .engine import Engine, Upload, png_base64
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,12 @@ class ExplainJobs:
             return ("lime",)
         return SERVE_METHODS
 
-    def parse_methods(self, text: str | None) -> tuple[str, ...]:
-        """``"gradcam,lime"`` -> ("gradcam", "lime"); ValueError naming an unknown or unavailable method."""
+    def choose_methods(self, text: str | None) -> tuple[str, ...]:
+        """The methods asked for (``"gradcam,lime"``, :func:`tfxai.explain.types.parse_methods`),
+        all available ones for None or blank; ValueError naming an unknown or unavailable method."""
         if text is None or not text.strip():
             return self.available
-        methods = tuple(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
+        methods = parse_methods(text)
         bad = [m for m in methods if m not in self.available]
         if bad or not methods:
             raise ValueError(f"methods {text!r}: {', '.join(bad) or 'none given'} not available; "
@@ -177,7 +179,7 @@ class ExplainJobs:
         return self._explainers[method]
 
     def _run(self, job: Job) -> None:
-        from ..explain.metrics import faithfulness
+        from ..explain.quality import faithfulness
         from ..explain.types import METHOD_TITLES
 
         job.status = "running"

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from ..errors import TfxaiError
-from .app import _host_of
+from .guard import host_of
 
 _CSP_META = re.compile(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)"')
 
@@ -49,7 +49,7 @@ class _Headers:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
-        if not self.any_host and _host_of(host) not in self.allowed:
+        if not self.any_host and host_of(host) not in self.allowed:
             body = f"host {host!r} is not served here; use the address tfxai serve printed".encode()
             await send({"type": "http.response.start", "status": 400,
                         "headers": [(b"content-type", b"text/plain; charset=utf-8"), *self.headers]})

@@ -8,10 +8,17 @@ size, preprocessing, threshold, versions), ``history.csv``, ``training_curves.pn
 JSON also inside the model) and TensorBoard ``logs/``. A killed run resumes from its last completed epoch
 (Keras ``BackupAndRestore``) when started again with the same output folder; a finished run is
 never overwritten, and ``overwrite=True`` removes only what tfxai wrote.
-"""
-from .callbacks import read_history
-from .config import LR_SCHEDULES, SELECT_EPOCHS, STRATEGIES, THRESHOLD_POLICIES, TrainConfig
-from .loop import FitSettings, TrainResult, choose_threshold, compile_model, fit_arrays, train
 
-__all__ = ["FitSettings", "LR_SCHEDULES", "SELECT_EPOCHS", "STRATEGIES", "THRESHOLD_POLICIES", "TrainConfig", "TrainResult", "choose_threshold", "compile_model",
-           "fit_arrays", "read_history", "train"]
+The names below are re-exported lazily, so ``from tfxai.training import TrainConfig`` does not
+import TensorFlow.
+"""
+from __future__ import annotations
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    ".callbacks": ("read_history",),
+    ".config": ("LR_SCHEDULES", "SELECT_EPOCHS", "STRATEGIES", "THRESHOLD_POLICIES", "TrainConfig"),
+    ".loop": ("FitSettings", "TrainResult", "choose_threshold", "compile_model", "fit_arrays", "train"),
+}
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

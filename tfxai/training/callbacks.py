@@ -11,7 +11,8 @@ import numpy as np
 
 from .. import plots
 from .._keras import keras
-from ..files import save_model, write_json
+from ..io.atomic import write_json
+from ..io.model_files import save_model
 
 
 class EpochTimer(keras.callbacks.Callback):

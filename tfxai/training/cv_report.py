@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import metrics as metrics_lib, plots
 from ..data import patient_id
-from ..files import write_csv, write_json
+from ..io.atomic import write_csv, write_json
 from ..tables import Column, format_table
 
 OOF_NAME = "oof_predictions.csv"
@@ -60,7 +60,7 @@ def oof_proba(data, members) -> np.ndarray:
         idx = np.flatnonzero(data.fold == k)
         proba[idx] = member.predict_proba(train.images[idx])
     if np.isnan(proba).any():
-        raise AssertionError("an image has no out-of-fold prediction")  # every image is in exactly one fold
+        raise RuntimeError("an image has no out-of-fold prediction")  # every image is in exactly one fold
     return proba
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from .. import metrics as metrics_lib
 from ..classifier import keras_classifier
 from ..data import ImageSet, patient_id
-from ..files import update_model_facts
+from ..io.model_files import update_model_facts
 from ..ood import OODGuard, fit_model_guard, guard_facts, store_guard
 
 

@@ -35,7 +35,8 @@ from ..classifier import Classifier, load_classifier
 from ..ensemble import ENSEMBLE_ENTRIES, ENSEMBLE_MODEL_NAME, make_ensemble
 from ..model_card import write_model_card
 from ..errors import DataError
-from ..files import BEST_MODEL_NAME, library_versions, read_json, write_json
+from ..io.atomic import read_json, write_json
+from ..io.model_files import BEST_MODEL_NAME, library_versions
 from .config import TrainConfig
 from .cv_report import CV_METRICS_NAME, CV_PLOT_NAME, OOF_NAME, cv_report
 from .decision import Policy

@@ -17,8 +17,8 @@ from .. import data as data_lib, metrics as metrics_lib, plots
 from .._keras import keras, tf
 from ..classifier import model_facts
 from ..errors import OutputError, TfxaiError
-from ..files import (BEST_MODEL_NAME, RUN_CONFIG_NAME, format_bytes, free_bytes, is_disk_full, library_versions,
-                     load_model, write_json)
+from ..io.atomic import format_bytes, free_bytes, is_disk_full, write_json
+from ..io.model_files import BEST_MODEL_NAME, RUN_CONFIG_NAME, library_versions, load_model
 from ..model_card import write_model_card
 from ..models import build_model, get_spec, set_backbone_trainable
 from .callbacks import (BestCheckpoint, CurvePlotter, EpochTimer, drop_unfinished_checkpoints, read_history,

@@ -7,7 +7,9 @@ import time
 from dataclasses import MISSING, asdict, fields
 
 from ..errors import FolderBusyError, OutputError, TfxaiError
-from ..files import BEST_MODEL_NAME, RUN_CONFIG_NAME, FolderLock, OutputFolder, read_json
+from ..io.atomic import read_json
+from ..io.model_files import BEST_MODEL_NAME, RUN_CONFIG_NAME
+from ..io.output_folder import FolderLock, OutputFolder
 from ..model_card import CARD_JSON, CARD_MARKDOWN, SHIFT_METRICS_NAME
 from .config import TrainConfig
 
@@ -130,7 +132,7 @@ def prepare_output_dir(config: TrainConfig) -> tuple[str, bool, FolderLock]:
     - An unfinished run (status "running") in the folder is resumed, or restarted in place when
       no epoch was completed, if every argument that changes the model or the data matches.
     - A finished run is never overwritten: a new sibling folder is used, unless ``overwrite``,
-      which removes only what tfxai wrote there (:meth:`tfxai.files.OutputFolder.clear`).
+      which removes only what tfxai wrote there (:meth:`tfxai.io.output_folder.OutputFolder.clear`).
     - A folder holding files tfxai did not write is refused, and so is one that is, contains or
       lies inside the data.
     """

@@ -1,4 +1,4 @@
-"""How far an explanation can be trusted, in numbers.
+"""How far an explanation can be trusted, in numbers: the quality of a heatmap.
 
 * Faithfulness (Petsiuk et al. 2018, RISE): the deletion curve removes the most important pixels
   first (replacing them by a baseline) and follows the target probability; a faithful heatmap

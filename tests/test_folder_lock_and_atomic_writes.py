@@ -1,5 +1,5 @@
 """Issue 22: nothing lost when commands collide or are killed: the output-folder lock
-(:class:`tfxai.files.FolderLock`) and folders written atomically (:func:`tfxai.files.write_atomic_dir`)."""
+(:class:`tfxai.io.output_folder.FolderLock`) and folders written atomically (:func:`tfxai.io.atomic.write_atomic_dir`)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,8 @@ import pytest
 
 from tfxai.cli import main
 from tfxai.errors import FolderBusyError, OutputError
-from tfxai.files import LOCK_NAME, FolderLock, OutputFolder, remove_stale_temps, write_atomic_dir
+from tfxai.io.atomic import remove_stale_temps, write_atomic_dir
+from tfxai.io.output_folder import FolderLock, LOCK_NAME, OutputFolder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +37,7 @@ def test_a_held_folder_refuses_a_second_hold_naming_the_holder(tmp_path):
 def test_a_killed_holder_releases_the_folder(tmp_path):
     # A process that dies without cleaning up (SIGKILL) leaves its lock file, but no lock.
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tfxai.files import FolderLock; "
+        [sys.executable, "-c", "import sys, time; from tfxai.io.output_folder import FolderLock; "
          f"FolderLock({str(tmp_path)!r}, 'train').acquire(); print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, env=_env())
     try:

@@ -21,7 +21,7 @@ def _gradcam_fn(model, images, targets):
 def test_deletion_area_is_lower_and_insertion_higher_for_gradcam_than_random(left_model):
     from tfxai.explain import GradCAM
     from tfxai.explain.lime import keras_predict_fn
-    from tfxai.explain.metrics import faithfulness, random_heatmap
+    from tfxai.explain.quality import faithfulness, random_heatmap
 
     model, x, y = left_model
     pos = x[y == 1][:8]
@@ -45,7 +45,7 @@ def test_deletion_area_is_lower_and_insertion_higher_for_gradcam_than_random(lef
 
 
 def test_deletion_curve_of_a_linear_model_matches_hand_computation():
-    from tfxai.explain.metrics import faithfulness
+    from tfxai.explain.quality import faithfulness
 
     # p(class 1) = share of bright pixels among the 4 pixels; heatmap ranks them 3, 2, 1, 0.
     def predict(images):
@@ -60,7 +60,7 @@ def test_deletion_curve_of_a_linear_model_matches_hand_computation():
 
 
 def test_pointing_game_and_energy_in_mask_on_synthetic_lesions():
-    from tfxai.explain.metrics import energy_in_mask, pointing_game
+    from tfxai.explain.quality import energy_in_mask, pointing_game
     from tfxai.synthetic import make_synthetic_xrays
 
     data = make_synthetic_xrays(6, 64, pneumonia_fraction=1.0, seed=0)
@@ -82,7 +82,7 @@ def test_pointing_game_and_energy_in_mask_on_synthetic_lesions():
 
 
 def test_agreement_is_one_for_identical_and_negative_for_reversed_maps():
-    from tfxai.explain.metrics import agreement, rank_correlation, top_region, top_region_iou
+    from tfxai.explain.quality import agreement, rank_correlation, top_region, top_region_iou
 
     a = np.random.default_rng(0).random((32, 32)).astype(np.float32)
     assert rank_correlation(a, a) == pytest.approx(1.0)
@@ -98,7 +98,7 @@ def test_agreement_is_one_for_identical_and_negative_for_reversed_maps():
 
 
 def test_sanity_check_separates_trained_model_from_randomised(left_model):
-    from tfxai.explain.metrics import sanity_check
+    from tfxai.explain.quality import sanity_check
 
     model, x, y = left_model
     before = [w.copy() for w in model.get_weights()]
@@ -114,7 +114,7 @@ def test_sanity_check_separates_trained_model_from_randomised(left_model):
 
 def test_sanity_check_flags_an_explanation_that_ignores_the_model(left_model):
     from tfxai.explain import normalize_heatmap
-    from tfxai.explain.metrics import sanity_check
+    from tfxai.explain.quality import sanity_check
 
     model, x, y = left_model
 
@@ -126,7 +126,7 @@ def test_sanity_check_flags_an_explanation_that_ignores_the_model(left_model):
 
 
 def test_random_heatmap_is_smooth_reproducible_and_in_unit_range():
-    from tfxai.explain.metrics import random_heatmap
+    from tfxai.explain.quality import random_heatmap
 
     a, b = random_heatmap((64, 48), seed=5), random_heatmap((64, 48), seed=5)
     np.testing.assert_array_equal(a, b)
@@ -137,7 +137,7 @@ def test_random_heatmap_is_smooth_reproducible_and_in_unit_range():
 
 
 def test_compare_explanations_reports_shift_and_area_change():
-    from tfxai.explain.metrics import compare_explanations
+    from tfxai.explain.quality import compare_explanations
 
     a = np.random.default_rng(1).random((16, 16))
     same = compare_explanations(a, a, {"deletion_auc": 0.2, "insertion_auc": 0.7},

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import DataError
-from ..files import display_path
+from ..io.atomic import display_path
 from .decode import decode_image, resize_image
 
 log = logging.getLogger(__name__)
