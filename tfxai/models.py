@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ._keras import keras
-from .errors import MissingDownloadError, ModelFileError
+from .checks import check_choice, check_number
+from .errors import ConfigError, MissingDownloadError, ModelFileError
 from .preprocessing import FOCUS, PREPROCESSING, apply_preprocessing
 from .registry import Registry
 
@@ -42,12 +43,8 @@ class OptionRange:
     low: float
     high: float
 
-    def check(self, name: str, value) -> None:
-        ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-              and (self.kind is float or float(value).is_integer()) and self.low <= value <= self.high)
-        if not ok:
-            what = "a whole number" if self.kind is int else "a number"
-            raise ValueError(f"model option {name!r} must be {what} in [{self.low:g}, {self.high:g}], got {value!r}")
+    def check(self, field: str, name: str, value) -> None:
+        check_number(field, value, self.low, self.high, whole=self.kind is int, item=f"model option {name!r}")
 
 
 @dataclass(frozen=True)
@@ -56,9 +53,8 @@ class Choice:
 
     values: tuple[str, ...]
 
-    def check(self, name: str, value) -> None:
-        if value not in self.values:
-            raise ValueError(f"model option {name!r} must be one of {list(self.values)}, got {value!r}")
+    def check(self, field: str, name: str, value) -> None:
+        check_choice(field, value, self.values, item=f"model option {name!r}")
 
 
 @dataclass(frozen=True)
@@ -75,15 +71,16 @@ class ModelSpec:
     supports_imagenet: bool = False
     options: dict[str, OptionRange | Choice] = field(default_factory=dict)
 
-    def check_options(self, options: dict) -> None:
-        """ValueError naming an unknown option or a value out of range."""
+    def check_options(self, options: dict, field: str = "model_options") -> None:
+        """ConfigError (``field``: the configuration field holding them) naming an unknown option
+        or a value out of range."""
         if not isinstance(options, dict):
-            raise ValueError(f"model options must be a JSON object such as {{\"width\": 16}}, got {options!r}")
+            raise ConfigError(field, f"must be a JSON object such as {{\"width\": 16}}, got {options!r}")
         unknown = sorted(set(options) - set(self.options))
         if unknown:
-            raise ValueError(f"unknown option(s) {unknown} for {self.name!r}; it accepts {sorted(self.options)}")
+            raise ConfigError(field, f"unknown option(s) {unknown} for {self.name!r}; it accepts {sorted(self.options)}")
         for key, value in options.items():
-            self.options[key].check(key, value)
+            self.options[key].check(field, key, value)
 
 
 _MODELS: Registry[ModelSpec] = Registry("model type")

@@ -8,7 +8,8 @@ import time
 
 from ..classifier import load_classifier
 from ..evaluation import EvalOptions, evaluate, load_eval_images
-from ..explain.run import ExplainSettings, collect_images, explain_images
+from ..explain.run import collect_images, explain_images
+from ..explain.settings import ExplainSettings
 from ..files import OutputFolder
 from ..metrics import format_metrics
 from ..predict import predict_files

@@ -10,8 +10,9 @@ import argparse
 import os
 
 from ..classifier import load_classifier
-from ..explain.run import (BASELINES, DEFAULT_METHODS, SANITY_METHODS, ExplainSettings, ModelExplainers, collect_images,
-                           compare_models, explain_images, parse_methods)
+from ..explain.run import ModelExplainers, collect_images, compare_models, explain_images
+from ..explain.settings import DEFAULT_METHODS, SANITY_METHODS, ExplainSettings, parse_methods
+from ..explain.types import BASELINES
 from ..files import OutputFolder
 from ..tables import columns_of, format_table
 from . import _args

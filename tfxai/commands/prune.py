@@ -148,20 +148,17 @@ def build_config(args: argparse.Namespace, source: str):
     sizes = IMAGE_SIZE["cifar10" if source == "cifar10" else "folder"]
     image_size = args.image_size or sizes[1 if args.full else 0]
     channels = args.channels or (3 if source == "cifar10" else 1)
-    try:
-        return ExperimentConfig(
-            model_type=args.model_type, model_options=tuple(sorted(options.items())),
-            image_size=image_size, channels=channels, resize_mode=args.resize_mode or "pad",
-            epochs=pick("epochs"), prune_epochs=pick("prune_epochs"), batch_size=args.batch_size,
-            learning_rate=args.learning_rate, fine_tune_learning_rate=args.fine_tune_learning_rate,
-            sparsities=tuple(args.sparsities), modes=tuple(args.modes), ramp_fraction=args.ramp_fraction,
-            frequency=args.frequency, min_params=args.min_params, structured_2x4=args.structured_2x4,
-            augment=pick("augment"), max_train_images=pick("max_train_images") or None,
-            max_eval_images=pick("max_eval_images") or None, latency_runs=pick("latency_runs"),
-            calibration_images=args.calibration_images, dense_fine_tune=pick("dense_fine_tune"),
-            pqat_epochs=pick("pqat_epochs"), hflip=source == "cifar10", seed=args.seed, policy=args.policy)
-    except ValueError as err:
-        raise TfxaiError(str(err)) from None
+    return ExperimentConfig(
+        model_type=args.model_type, model_options=tuple(sorted(options.items())),
+        image_size=image_size, channels=channels, resize_mode=args.resize_mode or "pad",
+        epochs=pick("epochs"), prune_epochs=pick("prune_epochs"), batch_size=args.batch_size,
+        learning_rate=args.learning_rate, fine_tune_learning_rate=args.fine_tune_learning_rate,
+        sparsities=tuple(args.sparsities), modes=tuple(args.modes), ramp_fraction=args.ramp_fraction,
+        frequency=args.frequency, min_params=args.min_params, structured_2x4=args.structured_2x4,
+        augment=pick("augment"), max_train_images=pick("max_train_images") or None,
+        max_eval_images=pick("max_eval_images") or None, latency_runs=pick("latency_runs"),
+        calibration_images=args.calibration_images, dense_fine_tune=pick("dense_fine_tune"),
+        pqat_epochs=pick("pqat_epochs"), hflip=source == "cifar10", seed=args.seed, policy=args.policy)
 
 
 def run(args: argparse.Namespace) -> int:

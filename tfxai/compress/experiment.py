@@ -24,11 +24,12 @@ from tqdm.auto import tqdm
 from .. import __version__
 from .._keras import keras
 from ..classifier import load_classifier, model_facts, num_classes_of, probabilities
-from ..data import AugmentConfig, default_cache_dir
-from ..errors import DataError, MissingDownloadError
+from ..data import RESIZE_MODES, AugmentConfig, default_cache_dir
+from ..checks import check_choice, check_number
+from ..errors import ConfigError, DataError, MissingDownloadError
 from ..files import load_model, save_model, write_atomic, write_csv, write_json, write_text
 from ..metrics import classification_metrics
-from ..models import build_model
+from ..models import build_model, get_spec, list_models
 from ..tables import Column, format_table
 from ..training import FitSettings, fit_arrays
 from .measure import gzip_size, keras_latency_ms, median_latency_ms
@@ -59,6 +60,7 @@ class ExperimentConfig:
     (tfmot's PruneForLatencyOnXNNPack: 1x1 convolutions only, for XNNPack sparse inference).
     pqat_epochs: when > 0, every one-shot and iterative model also gets this many epochs of
     sparsity-preserving quantization-aware training (rows "<mode>+pqat", int8 from the QAT model).
+    Every field is checked when built (:class:`tfxai.errors.ConfigError` naming it).
     """
 
     model_type: str = "mobilenet_v2"
@@ -89,20 +91,26 @@ class ExperimentConfig:
     policy: str = "default"
 
     def __post_init__(self):
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        check_choice("model_type", self.model_type, list_models())
+        get_spec(self.model_type).check_options(dict(self.model_options))
+        check_number("image_size", self.image_size, 16, 1024, whole=True)
+        check_choice("channels", self.channels, (1, 3))
+        check_choice("resize_mode", self.resize_mode, RESIZE_MODES)
+        check_choice("policy", self.policy, POLICIES)
         bad = [m for m in self.modes if m not in MODES]
         if bad or not self.modes:
-            raise ValueError(f"modes must be a non-empty subset of {MODES}, got {self.modes!r}")
+            raise ConfigError("modes", f"must be a non-empty subset of {MODES}, got {self.modes!r}")
+        if not self.sparsities:
+            raise ConfigError("sparsities", "must list at least one target sparsity")
         for s in self.sparsities:
-            if not 0.0 < float(s) < 1.0:
-                raise ValueError(f"sparsities must be in (0, 1), got {s!r}")
-        if int(self.pqat_epochs) < 0:
-            raise ValueError(f"pqat_epochs must be >= 0, got {self.pqat_epochs!r}")
-        for name in ("epochs", "prune_epochs", "batch_size", "frequency"):
-            value = getattr(self, name)
-            if int(value) < (0 if name == "epochs" else 1):
-                raise ValueError(f"{name} must be >= {0 if name == 'epochs' else 1}, got {value!r}")
+            check_number("sparsities", s, 0, 1, low_open=True, high_open=True)
+        for name, low in (("epochs", 0), ("prune_epochs", 1), ("batch_size", 1), ("frequency", 1), ("pqat_epochs", 0),
+                          ("min_params", 0), ("calibration_images", 1), ("latency_runs", 1), ("seed", 0)):
+            check_number(name, getattr(self, name), low, whole=True)
+        for name in ("max_train_images", "max_eval_images"):
+            check_number(name, getattr(self, name), 1, whole=True, optional=True)
+        for name in ("learning_rate", "fine_tune_learning_rate", "ramp_fraction"):
+            check_number(name, getattr(self, name), 0, 1, low_open=True)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -29,52 +29,10 @@ from .figures import comparison_figure, curves_figure, sample_figure
 from .lime import keras_predict_fn
 from .lungs import lung_mask
 from .report import ReportEntry, write_report
-from .types import CAM_METHODS, METHOD_TITLES, METHODS
+from .settings import SANITY_METHODS, ExplainSettings
+from .types import CAM_METHODS, METHOD_TITLES
 
 log = logging.getLogger(__name__)
-
-DEFAULT_METHODS = ("gradcam", "gradcam++", "scorecam", "lime")
-SANITY_METHODS = ("gradcam", "gradcam++", "faster-scorecam", "smoothgrad")
-BASELINES = ("zero", "blur", "mean")
-
-
-@dataclass(frozen=True)
-class ExplainSettings:
-    """How to explain: methods, LIME samples and superpixels, seed, CAM layer, batch size,
-    deletion/insertion curve steps and baselines, Faster Score-CAM channels, whether to measure,
-    whether to run the sanity check, which class to explain (name or index; None = predicted)."""
-
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    num_samples: int = 1000
-    n_segments: int = 100
-    seed: int = 0
-    layer: str | None = None
-    batch_size: int = 64
-    steps: int = 50
-    deletion_baseline: str = "zero"
-    insertion_baseline: str = "blur"
-    max_n: int = 10
-    metrics: bool = True
-    sanity_check: bool = False
-    target: str | None = None
-    progress: bool = True
-
-    def __post_init__(self):
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad or not self.methods:
-            raise TfxaiError(f"methods {list(self.methods)}: unknown method(s) {bad}; choose from {', '.join(METHODS)}")
-        if self.num_samples < 10 or self.steps < 2 or min(self.batch_size, self.max_n, self.n_segments) < 1:
-            raise TfxaiError(f"num_samples must be >= 10, steps >= 2, batch_size/max_n/n_segments >= 1; got "
-                             f"{self.num_samples}, {self.steps}, {self.batch_size}/{self.max_n}/{self.n_segments}")
-        for name in ("deletion_baseline", "insertion_baseline"):
-            if getattr(self, name) not in BASELINES:
-                raise TfxaiError(f"{name} must be one of {BASELINES}, got {getattr(self, name)!r}")
-
-
-def parse_methods(text: str) -> tuple[str, ...]:
-    """``"gradcam, lime"`` -> ("gradcam", "lime"), duplicates dropped (checked by ExplainSettings)."""
-    return tuple(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
-
 
 # ----------------------------------------------------------------------------- inputs
 @dataclass

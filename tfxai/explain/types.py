@@ -11,6 +11,9 @@ METHODS = ("gradcam", "gradcam++", "scorecam", "faster-scorecam", "smoothgrad", 
 CAM_METHODS = ("gradcam", "gradcam++", "scorecam", "faster-scorecam", "smoothgrad")  # need Keras
 METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM",
                  "faster-scorecam": "Faster Score-CAM", "smoothgrad": "SmoothGrad", "lime": "LIME"}
+# What deleted pixels become in the deletion curve, and what the insertion curve starts from
+# (tfxai.explain.metrics.faithfulness).
+BASELINES = ("zero", "blur", "mean")
 
 
 @dataclass

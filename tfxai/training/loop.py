@@ -321,7 +321,6 @@ def train(config: TrainConfig, splits: data_lib.DataSplits | None = None,
     reproducible. ``callbacks``: extra Keras callbacks, run after tfxai's own (checkpoints are
     saved before them).
     """
-    config.check()
     t_start = time.perf_counter()
     out, resuming, lock = prepare_output_dir(config)
     config.output_dir = out
