@@ -19,7 +19,7 @@ from .data import RESIZE_MODES
 from .errors import ConfigError, DataError, ModelFileError
 from .files import load_model, read_json, read_model_facts, read_run_config
 from .metrics import apply_temperature
-from .ood import OODGuard, OODResult, check_images, read_guard, with_features
+from .ood import OODGuard, OODResult, guard_verdicts, read_guard, with_features
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class Classifier:
         """(:meth:`raw_proba`, :meth:`check_ood`) of the same images in one pass through the model:
         the guard reads the features that enter the last layer."""
         if self.ood is None or self.model is None:
-            return self.raw_proba(images, batch_size), check_images(None, None, images)
+            return self.raw_proba(images, batch_size), guard_verdicts(None, None, images)
         from ._keras import compiled_call
 
         if self._joint is None:
@@ -168,7 +168,7 @@ class Classifier:
             raw.append(r.numpy())
         if not raw:
             return np.zeros((0, self.num_classes), np.float32), []
-        return probabilities(np.concatenate(raw)), check_images(self.ood, None, images, np.concatenate(feats))
+        return probabilities(np.concatenate(raw)), guard_verdicts(self.ood, None, images, np.concatenate(feats))
 
     def decide(self, proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Predicted class indices: binary uses ``threshold`` (default the model's) on class 1, else argmax."""
@@ -180,7 +180,7 @@ class Classifier:
         """The out-of-distribution guard's verdict per image (see :mod:`tfxai.ood`); NaN scores
         when the model carries no guard (blank images are flagged anyway)."""
         if self.ood is None or self.model is None:
-            return check_images(None, None, images)
+            return guard_verdicts(None, None, images)
         return self.raw_proba_and_ood(images)[1]  # one compiled graph for features and outputs
 
 
