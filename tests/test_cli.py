@@ -132,6 +132,26 @@ def test_console_entry_point_and_scripts_wrap_the_cli():
         assert cmd in out.stdout
 
 
+FLAG_OF_COMMAND = {"train": "--recipe", "evaluate": "--target-sensitivity", "predict": "--overlay-dir",
+                   "explain": "--methods", "prune": "--sparsities", "export": "--quantization", "ensemble": "--members",
+                   "serve": "--uncertain-band", "demo": "--train-images"}
+
+
+@pytest.mark.parametrize("command", sorted(FLAG_OF_COMMAND))
+def test_command_help_lists_its_flags_without_importing_tensorflow(command):
+    from tfxai.cli import COMMANDS
+
+    assert set(FLAG_OF_COMMAND) == set(COMMANDS)
+    script = (f"import sys\nfrom tfxai.cli import main\ncode = main([{command!r}, '--help'])\n"
+              f"print('loaded:', sorted(m for m in ('tensorflow', 'tf_keras', 'keras') if m in sys.modules))\n"
+              f"sys.exit(code)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "loaded: []"
+    assert f"usage: tfxai {command}" in out.stdout and FLAG_OF_COMMAND[command] in out.stdout
+    assert out.stderr == ""
+
+
 @pytest.mark.parametrize("debug", [False, True])
 def test_tensorflow_start_up_log_is_shown_only_with_debug(tmp_path, debug):
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFXAI_DEBUG")}

@@ -36,7 +36,7 @@ def _experiment(**kw):
 
 
 def _model_options(**kw):
-    from tfxai.models import get_spec
+    from tfxai.model_specs import get_spec
 
     return get_spec("custom_cnn").check_options(kw["model_options"])
 

@@ -17,7 +17,8 @@ from ._lazy import lazy_exports
 __version__ = "0.2.0.dev0"
 
 _EXPORTS = {
-    "tfxai.models": ("build_model", "list_models", "get_spec"),
+    "tfxai.models": ("build_model",),
+    "tfxai.model_specs": ("list_models", "get_spec"),
     "tfxai.data": ("load_splits", "load_image", "decode_image", "ImageSet", "DataSplits"),
     "tfxai.training": ("TrainConfig", "TrainResult", "train"),
     "tfxai.training.folds": ("run_folds",),

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..classifier import load_classifier
-from ..explain.run import ModelExplainers, collect_images, compare_models, explain_images
 from ..explain.settings import DEFAULT_METHODS, SANITY_METHODS, ExplainSettings, parse_methods
 from ..explain.types import BASELINES
 from ..files import OutputFolder
@@ -81,6 +79,9 @@ def _print_skipped(result: dict) -> None:
 
 
 def _run_explain(args, settings: ExplainSettings) -> int:
+    from ..classifier import load_classifier
+    from ..explain.run import ModelExplainers, collect_images, explain_images
+
     model = ModelExplainers(args.checkpoint, settings, load_classifier(args.checkpoint, args.threshold,
                                                                        args.class_names))
     if model.skipped:
@@ -102,6 +103,9 @@ def _run_explain(args, settings: ExplainSettings) -> int:
 
 
 def _run_compare(args, settings: ExplainSettings) -> int:
+    from ..classifier import load_classifier
+    from ..explain.run import collect_images, compare_models
+
     path_a, path_b = args.compare
     class_names = load_classifier(path_a).class_names
     items = collect_images(class_names, args.image, args.data_dir, args.max_images)

@@ -19,13 +19,17 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from ..compress.experiment import ExperimentConfig, comparison_table, prepare_cifar10, run_comparison
+from ..compress.comparison_report import comparison_table
 from ..data import load_splits
 from ..errors import DataError, TfxaiError
 from ..files import OutputFolder, library_versions, load_model, read_model_facts, write_json
-from ..models import get_spec, list_models
+from ..model_specs import get_spec, list_models
 from . import _args
+
+if TYPE_CHECKING:  # the experiment loads TensorFlow (and tfmot): imported when the command runs
+    from ..compress.experiment import ExperimentConfig
 
 # Presets: the small default and --full. Explicit flags win over both.
 SMALL = {"epochs": 6, "prune_epochs": 3, "alpha": 0.35, "max_train_images": 6000, "max_eval_images": 2000,
@@ -123,8 +127,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _args.add_progress(parser)
 
 
-def build_config(args: argparse.Namespace, source: str):
+def build_config(args: argparse.Namespace, source: str) -> ExperimentConfig:
     """ExperimentConfig from the flags: explicit flag > --full preset > small preset."""
+    from ..compress.experiment import ExperimentConfig
+
     preset = FULL if args.full else SMALL_CIFAR10 if source == "cifar10" else SMALL
 
     def pick(name):
@@ -162,6 +168,8 @@ def build_config(args: argparse.Namespace, source: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..compress.experiment import prepare_cifar10
+
     if args.checkpoint and not os.path.isfile(args.checkpoint):
         raise DataError(f"--checkpoint {args.checkpoint!r} does not exist")
     source = "cifar10" if args.dataset else "folder"
@@ -179,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare(args, cfg: ExperimentConfig, data_dir: str) -> int:
+    from ..compress.experiment import run_comparison
+
     data = load_splits(data_dir, cfg.image_size, cfg.channels, cfg.resize_mode, seed=cfg.seed,
                        progress=args.progress)
     print(data.summary())

@@ -1,15 +1,17 @@
-"""``tfxai train``: train a classifier on a class-folder dataset or a MedMNIST .npz."""
+"""``tfxai train``: train a classifier on a class-folder dataset or a MedMNIST .npz.
+
+The flags need only light modules (the config, the recipes, the model specs); training, and
+TensorFlow with it, is imported when the command runs.
+"""
 from __future__ import annotations
 
 import argparse
 import os
 
-from ..data import pneumoniamnist_path
-from ..errors import TfxaiError
 from .. import metrics as metrics_lib
-from ..metrics import format_metrics
-from ..models import get_spec, list_models
-from ..training import LR_SCHEDULES, SELECT_EPOCHS, STRATEGIES, THRESHOLD_POLICIES, TrainConfig, train
+from ..errors import TfxaiError
+from ..model_specs import get_spec, list_models
+from ..training.config import LR_SCHEDULES, SELECT_EPOCHS, STRATEGIES, THRESHOLD_POLICIES, TrainConfig
 from ..training.recipes import DEFAULT_RECIPE, RECIPE_FIELDS, get_recipe, list_recipes
 from . import _args
 
@@ -33,6 +35,8 @@ def resolve_data_dir(args) -> str:
     if args.data_dir and args.dataset:
         raise TfxaiError("give either --data-dir or --dataset, not both")
     if args.dataset == "pneumoniamnist":
+        from ..data.medmnist import pneumoniamnist_path
+
         return pneumoniamnist_path(download=args.download)
     if not args.data_dir:
         raise TfxaiError("--data-dir is required (or --dataset pneumoniamnist)")
@@ -234,6 +238,9 @@ def _run_folds(config: TrainConfig, args) -> int:
 
 
 def run(args) -> int:
+    from ..shift import train_with_holdout
+    from ..training.loop import train
+
     config = config_from_args(args)
     if config.recipe:
         how = "flags given explicitly override it"
@@ -243,13 +250,11 @@ def run(args) -> int:
     if args.folds:
         return _run_folds(config, args)
     if args.holdout_pattern:
-        from ..shift import train_with_holdout
-
         result, scores = train_with_holdout(config, args.holdout_pattern)
         print(format_scores(scores))
     else:
         result = train(config)
-    print(format_metrics(result.val_metrics, prefix=f"validation (threshold {result.threshold:.3f}): "))
+    print(metrics_lib.format_metrics(result.val_metrics, prefix=f"validation (threshold {result.threshold:.3f}): "))
     print(f"trained in {result.seconds:.0f} s ({result.images_per_second:.0f} training images/s); "
           f"model {result.model_path}; model card {result.output_dir}/model_card.md; "
           f"curves {result.output_dir}/training_curves.png; "

@@ -9,9 +9,15 @@ JSON also inside the model) and TensorBoard ``logs/``. A killed run resumes from
 (Keras ``BackupAndRestore``) when started again with the same output folder; a finished run is
 never overwritten, and ``overwrite=True`` removes only what tfxai wrote.
 """
-from .callbacks import read_history
-from .config import LR_SCHEDULES, SELECT_EPOCHS, STRATEGIES, THRESHOLD_POLICIES, TrainConfig
-from .loop import FitSettings, TrainResult, choose_threshold, compile_model, fit_arrays, train
+from __future__ import annotations
 
-__all__ = ["FitSettings", "LR_SCHEDULES", "SELECT_EPOCHS", "STRATEGIES", "THRESHOLD_POLICIES", "TrainConfig", "TrainResult", "choose_threshold", "compile_model",
-           "fit_arrays", "read_history", "train"]
+from .._lazy import lazy_exports
+
+# Re-exported lazily: the config and recipes are light (the command line reads them for --help),
+# the loop loads TensorFlow.
+_EXPORTS = {
+    ".config": ("LR_SCHEDULES", "SELECT_EPOCHS", "STRATEGIES", "THRESHOLD_POLICIES", "TrainConfig"),
+    ".callbacks": ("read_history",),
+    ".loop": ("FitSettings", "TrainResult", "choose_threshold", "compile_model", "fit_arrays", "train"),
+}
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

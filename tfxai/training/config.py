@@ -8,7 +8,7 @@ from ..checks import check_bool, check_choice, check_number, check_text
 from ..data.geometry import TRAIN_RESIZE_MODES
 from ..errors import ConfigError
 from ..metrics import THRESHOLD_POLICIES
-from ..models import get_spec, list_models
+from ..model_specs import get_spec, list_models
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 SELECT_EPOCHS = ("val_loss", "last")  # which epoch becomes best_model.keras

@@ -20,7 +20,8 @@ from ..errors import OutputError, TfxaiError
 from ..files import (BEST_MODEL_NAME, RUN_CONFIG_NAME, format_bytes, free_bytes, is_disk_full, library_versions,
                      load_model, write_json)
 from ..model_card import write_model_card
-from ..models import build_model, get_spec, set_backbone_trainable
+from ..model_specs import get_spec
+from ..models import build_model, set_backbone_trainable
 from .callbacks import (BestCheckpoint, CurvePlotter, EpochTimer, drop_unfinished_checkpoints, read_history,
                         repair_history)
 from .config import TrainConfig
