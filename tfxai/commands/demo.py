@@ -6,6 +6,7 @@ import os
 import shlex
 import time
 
+from ..explain.inputs import collect_images
 from ..explain.settings import ExplainSettings
 from ..files import OutputFolder
 from ..metrics import format_metrics
@@ -37,7 +38,7 @@ def run(args) -> int:
 def _demo(args, out: str, t0: float) -> int:
     from ..classifier import load_classifier
     from ..evaluation import EvalOptions, evaluate, load_eval_images
-    from ..explain.run import collect_images, explain_images
+    from ..explain.run import explain_images
     from ..predict import predict_files
     from ..training.loop import train
 

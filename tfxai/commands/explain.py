@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..explain.inputs import collect_images
 from ..explain.settings import DEFAULT_METHODS, SANITY_METHODS, ExplainSettings, parse_methods
 from ..explain.types import BASELINES
 from ..files import OutputFolder
@@ -80,7 +81,7 @@ def _print_skipped(result: dict) -> None:
 
 def _run_explain(args, settings: ExplainSettings) -> int:
     from ..classifier import load_classifier
-    from ..explain.run import ModelExplainers, collect_images, explain_images
+    from ..explain.run import ModelExplainers, explain_images
 
     model = ModelExplainers(args.checkpoint, settings, load_classifier(args.checkpoint, args.threshold,
                                                                        args.class_names))
@@ -104,7 +105,7 @@ def _run_explain(args, settings: ExplainSettings) -> int:
 
 def _run_compare(args, settings: ExplainSettings) -> int:
     from ..classifier import load_classifier
-    from ..explain.run import collect_images, compare_models
+    from ..explain.run import compare_models
 
     path_a, path_b = args.compare
     class_names = load_classifier(path_a).class_names

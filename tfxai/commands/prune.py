@@ -62,7 +62,12 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``tfxai prune`` (one declaration per flag, hence the length)."""
+    """The flags of ``tfxai prune``: the data and the model, then the runs and their budget."""
+    _add_data_and_model_flags(parser)
+    _add_run_flags(parser)
+
+
+def _add_data_and_model_flags(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--data-dir", help="class-folder dataset (<root>/train/<class>/*, optional val/) "
                      "or a MedMNIST .npz; accuracy is measured on val (carved from train if absent)")
@@ -77,6 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", type=_args.int_range(1, 6), help="custom_cnn depth (blocks)")
     _args.add_checkpoint(parser, required=False, help="a trained .keras model to use as the dense baseline "
                          "(no dense training; its input size must match --image-size/--channels)")
+    parser.add_argument("--image-size", type=_args.IMAGE_SIZE, help="square input side (cifar10: 64, upsampled from "
+                        "32; folders: 64, --full 96)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 RGB (default 3 for "
+                        "cifar10, 1 for folders)")
+    _args.add_resize_mode(parser, unless="the --checkpoint's")
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", type=_names, default=("one_shot", "iterative", "random"),
                         help="comma list of one_shot, iterative, random (default: all three)")
     parser.add_argument("--sparsities", type=_floats, default=(0.5, 0.7, 0.8, 0.9),
@@ -84,11 +97,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=_args.POSITIVE, help="dense baseline epochs (small 6, --full 10)")
     parser.add_argument("--prune-epochs", type=_args.POSITIVE,
                         help="epochs of every pruned run, the same budget for all modes (small 3, CIFAR-10 1, --full 2)")
-    parser.add_argument("--image-size", type=_args.IMAGE_SIZE, help="square input side (cifar10: 64, upsampled from "
-                        "32; folders: 64, --full 96)")
-    parser.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 RGB (default 3 for "
-                        "cifar10, 1 for folders)")
-    _args.add_resize_mode(parser, unless="the --checkpoint's")
     parser.add_argument("--batch-size", type=_args.int_range(1, 4096), default=64)
     _args.add_learning_rate(parser, 4e-3, help="dense training: the start of a cosine decay to 5%% of it")
     parser.add_argument("--fine-tune-learning-rate", type=_args.float_range(0.0, 1.0, low_open=True), default=5e-4,
