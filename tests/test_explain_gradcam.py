@@ -4,14 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explain_helpers import left_half_model, left_mass
+from explain_helpers import left_mass
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def left_model():
-    return left_half_model()
 
 
 @pytest.fixture(scope="module")

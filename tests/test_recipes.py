@@ -103,7 +103,7 @@ def test_explicit_flags_override_the_recipe_and_merge_options(tmp_path):
     cfg = train_cmd.config_from_args(_args(
         "--data-dir", str(tmp_path), "--recipe", ROBUST, "--epochs", "3", "--image-size", "64",
         "--model-options", '{"dropout": 0.5}', "--augment-options", '{"noise": 2.0}', "--no-augment",
-        "--lr", "0.01", "--ema-decay", "0"))
+        "--learning-rate", "0.01", "--ema-decay", "0"))
     assert (cfg.epochs, cfg.image_size, cfg.augment, cfg.learning_rate, cfg.ema_decay) == (3, 64, False, 0.01, 0.0)
     assert cfg.model_options == {**recipe["model_options"], "dropout": 0.5}
     assert cfg.augment_config == {**recipe["augment_config"], "noise": 2.0}
