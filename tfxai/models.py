@@ -256,7 +256,9 @@ def symmetric_stride2_padding(model):
             rebuilt.get_layer(layer.name).set_weights(layer.get_weights())
     for a, b in zip(model.outputs, rebuilt.outputs):
         if tuple(a.shape[1:]) != tuple(b.shape[1:]):
-            raise AssertionError(f"padding rewrite changed an output shape: {a.shape} -> {b.shape}")
+            # Only for architectures unlike tfxai's (the rewrite keeps shapes for every input size of these).
+            raise ValueError(f"cannot give {model.name!r} symmetric stride-2 padding: the rewrite changed an "
+                             f"output shape from {tuple(a.shape)} to {tuple(b.shape)}")
     log.info("rebuilt %s with symmetric padding on %d stride-2 layer(s)", model.name, changed)
     return rebuilt
 

@@ -1,6 +1,9 @@
 """Figures people would rather look at than read: training curves, ROC/PR, confusion matrix,
-reliability diagram. Every function writes a PNG atomically and returns its path."""
+reliability diagram. Every function writes a PNG atomically (:func:`save_figure`) and returns its
+path."""
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -20,10 +23,14 @@ def pyplot():
     return plt
 
 
-def _save(fig, path: str) -> str:
+def save_figure(fig, path: str, dpi: int = 120, tight: bool = True) -> str:
+    """Write ``fig`` as a PNG at ``path`` atomically (its folder made when missing), close it and
+    return ``path``; ``tight``: crop to the drawn content."""
     plt = pyplot()
     try:
-        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None,
+                                                   format="png"))
     finally:
         plt.close(fig)  # also when the disk is full: figures are not garbage-collected by pyplot
     return path
@@ -46,7 +53,7 @@ def training_curves(history: dict[str, list[float]], path: str, title: str = "")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def roc_pr_curves(y_true, p_pos, path: str, threshold: float | None = None, title: str = "") -> str:
@@ -76,7 +83,7 @@ def roc_pr_curves(y_true, p_pos, path: str, threshold: float | None = None, titl
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrix_plot(cm, class_names, path: str, title: str = "") -> str:
@@ -91,7 +98,7 @@ def confusion_matrix_plot(cm, class_names, path: str, title: str = "") -> str:
     ax.set_ylabel("true")
     ax.set_title(title or "confusion matrix")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def reliability_diagram(curves: dict[str, tuple], path: str, title: str = "", bins: int = 10) -> str:
@@ -120,7 +127,7 @@ def reliability_diagram(curves: dict[str, tuple], path: str, title: str = "", bi
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title or "reliability diagram")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def cv_curves(curves: list[tuple], rows: list[dict], path: str, threshold: float, title: str = "") -> str:
@@ -154,4 +161,4 @@ def cv_curves(curves: list[tuple], rows: list[dict], path: str, threshold: float
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

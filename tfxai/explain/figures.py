@@ -1,15 +1,14 @@
 """Pictures of explanations: overlays, ``xai_comparison.png`` and ``sample_xray.png``.
 
 matplotlib draws with the Agg backend (files only, no display), chosen inside each function so
-that importing this module changes nothing.
+that importing this module changes nothing; every figure is written atomically
+(:func:`tfxai.plots.save_figure`).
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from ..plots import pyplot
+from ..plots import pyplot, save_figure
 from .types import METHOD_TITLES, Explanation
 
 MAX_SIDE = 768  # figures show large originals downscaled to this side
@@ -86,10 +85,7 @@ def comparison_figure(path: str, image: np.ndarray, explanations: list[Explanati
     if true_label is not None:
         heading += f" - true: {true_label}"
     fig.suptitle(heading)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, tight=False)
 
 
 def sample_figure(path: str, images: list[np.ndarray], titles: list[str], columns: int = 4) -> str:
@@ -107,10 +103,7 @@ def sample_figure(path: str, images: list[np.ndarray], titles: list[str], column
         ax.imshow(_fit(_grey(img), 512), cmap="gray", vmin=0, vmax=255)
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, tight=False)
 
 
 def curves_figure(path: str, curves: dict[str, dict]) -> str:
@@ -131,6 +124,4 @@ def curves_figure(path: str, curves: dict[str, dict]) -> str:
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, tight=False)
