@@ -1,12 +1,14 @@
 # make demo: install and run the demo on built-in synthetic data (offline, a few minutes on 2 CPU cores)
 # make test: install and run the whole test suite (what CI runs); as root it also installs Debian's
 #            chromium and chromium-driver for the browser test of `tfxai serve` when they are missing
+# make docs: build the reference (docs/, mkdocs.yml) into site/, offline; strict, so a broken link,
+#            a missing anchor or a page left out of the nav fails it (tests/test_docs.py runs it too)
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 MEDIAPIPE_VENV := .venv-mediapipe
 WEB_RUNTIME := web/node_modules/.package-lock.json
 
-.PHONY: install browser demo test test-fast
+.PHONY: install browser demo test test-fast docs
 
 install: $(MEDIAPIPE_VENV)/.installed $(WEB_RUNTIME)
 	$(PIP) install -q -r requirements.txt
@@ -38,6 +40,10 @@ test: install browser
 
 test-fast: install browser
 	$(PYTHON) -m pytest -q -ra -m "not slow"
+
+docs:
+	@$(PYTHON) -c "import mkdocs, mkdocstrings_handlers.python" 2>/dev/null || { echo "mkdocs and mkdocstrings are missing: run make install"; exit 1; }
+	$(PYTHON) -m mkdocs build --strict --site-dir site
 
 # MediaPipe (TFLite metadata writer + Tasks ImageClassifier, for `tfxai export --target android` and
 # its tests) needs numpy < 2 and protobuf 4: a venv of its own, rebuilt only when its pins change.

@@ -29,7 +29,7 @@ from tfxai.compress.mediapipe_env import ENV_VAR, venv_python
 from tfxai.data import load_image
 from tfxai.files import read_model_facts, save_model, update_model_facts
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ANDROID_PAGE = Path(__file__).resolve().parents[1] / "docs" / "android.md"  # the reference page "On Android"
 IMAGE_EXT = (".png", ".jpeg", ".jpg")
 
 
@@ -256,12 +256,11 @@ def test_mediapipe_image_classifier_matches_tfxai_predict_on_synthetic_xrays(
     assert result["n"] == 60
 
 
-def test_readme_python_lines_run_in_mediapipe_and_give_tfxai_predicts_label(android_export, equalize_run,
-                                                                            synthetic_dir, tmp_path):
+def test_android_page_python_lines_run_in_mediapipe_and_give_tfxai_predicts_label(android_export, equalize_run,
+                                                                                  synthetic_dir, tmp_path):
     import cv2
 
-    text = README.read_text()
-    section = text[text.index("### On Android"):text.index("## Development")]
+    section = ANDROID_PAGE.read_text()
     python_code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     kotlin = re.search(r"```kotlin\n(.*?)```", section, re.S).group(1)
     # the Kotlin does what the Python does, with the same file, threshold and class
@@ -291,15 +290,15 @@ def test_readme_python_lines_run_in_mediapipe_and_give_tfxai_predicts_label(andr
 
 
 @pytest.mark.parametrize("mode", ["pad", "crop", "squash"])
-def test_readme_rgb_square_letterboxes_and_crops_like_tfxai(mode):
-    """The README's rgb_square at the image's own scale gives tfxai's resize_image pixels (odd
+def test_android_page_rgb_square_letterboxes_and_crops_like_tfxai(mode):
+    """The Android page's rgb_square at the image's own scale gives tfxai's resize_image pixels (odd
     margins included) for a grey image, as RGB."""
     from tfxai.data import resize_image
 
-    text = README.read_text()
+    text = ANDROID_PAGE.read_text()
     code = re.search(r"def rgb_square.*?return square\n", text, re.S).group(0)
     namespace = {"np": np}
-    exec(code, namespace)  # noqa: S102 - the README's own function
+    exec(code, namespace)  # noqa: S102 - the page's own function
     rng = np.random.default_rng(0)
     for h, w in ((41, 60), (60, 41), (40, 61), (50, 50)):
         grey = rng.integers(1, 256, (h, w), dtype=np.uint8)

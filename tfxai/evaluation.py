@@ -104,7 +104,9 @@ def _decision(classifier: Classifier, proba, labels, val_proba, opts: EvalOption
         thr = metrics_lib.threshold_for_sensitivity(opts.val[1], val_proba[:, 1], opts.target_sensitivity)
         out["threshold_source"] = f"validation split, target sensitivity {opts.target_sensitivity}"
     else:
-        out["threshold_source"] = "given" if opts.threshold is not None else f"stored with the model ({classifier.facts_source})"
+        src = classifier.facts_source
+        out["threshold_source"] = ("given" if opts.threshold is not None else src if src.startswith("re-chosen")
+                                   else f"stored with the model ({src})")
         if opts.calibrate and opts.threshold is None and proba.shape[1] == 2:
             out["threshold_source"] += ", carried through the new temperature (the same decisions)"
     return proba, thr, val_proba, before
