@@ -34,8 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the data the members were trained on: the ensemble's threshold, temperature and "
                         "out-of-distribution guard are chosen on its validation split (re-created with the "
                         "members' settings and checked against the split they recorded)")
-    _args.add_output_dir(p, f"where the ensemble model (a .keras file, named when done), its model card and "
-                            f"{ENSEMBLE_CONFIG_NAME} go", required=True)
+    _args.add_output_dir(p, f"where the ensemble model (.keras), its model card and {ENSEMBLE_CONFIG_NAME} go",
+                         required=True)
     p.add_argument("--threshold-policy", choices=THRESHOLD_POLICIES,
                    help="fixed 0.5, --target-sensitivity, or Youden's J, chosen on the ensemble's own validation "
                         "probabilities (default: the members' policy)")

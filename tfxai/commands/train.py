@@ -9,6 +9,7 @@ import argparse
 import os
 
 from .. import metrics as metrics_lib
+from ..data import pneumoniamnist_path
 from ..errors import TfxaiError
 from ..model_specs import get_spec, list_models
 from ..training.config import LR_SCHEDULES, SELECT_EPOCHS, STRATEGIES, THRESHOLD_POLICIES, TrainConfig
@@ -35,8 +36,6 @@ def resolve_data_dir(args) -> str:
     if args.data_dir and args.dataset:
         raise TfxaiError("give either --data-dir or --dataset, not both")
     if args.dataset == "pneumoniamnist":
-        from ..data.medmnist import pneumoniamnist_path
-
         return pneumoniamnist_path(download=args.download)
     if not args.data_dir:
         raise TfxaiError("--data-dir is required (or --dataset pneumoniamnist)")

@@ -22,8 +22,8 @@ import numpy as np
 
 from .._keras import compiled_call
 from ..checks import check_number
-from ..errors import ConfigError
 from ..classifier import probabilities
+from ..errors import ConfigError
 from .types import Explainer, Explanation
 
 log = logging.getLogger(__name__)

@@ -73,6 +73,8 @@ class Explainer:
         return {}
 
     def explain(self, images, targets=None) -> list[Explanation]:
+        """One :class:`Explanation` per image of ``images`` (checked and batched by the base), for
+        ``targets`` (None: each image's predicted class)."""
         x = self._image_batch(images)
         return self._explain(x, self._target_array(targets, len(x)))
 
