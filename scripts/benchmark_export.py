@@ -73,7 +73,8 @@ def _models(args):
         for path in [m.strip() for m in args.models.split(",") if m.strip()]:
             yield path, load_model(path), True
         return
-    from tfxai.models import build_model, get_spec
+    from tfxai.model_specs import get_spec
+    from tfxai.models import build_model
 
     spec_options = get_spec(args.architecture).options
     options = {"alpha": args.alpha} if "alpha" in spec_options else {}

@@ -48,6 +48,15 @@ def trained_run(tmp_path_factory, synthetic_dir):
 
 
 @pytest.fixture(scope="session")
+def left_model():
+    """(model, test images, test labels) of explain_helpers.left_half_model: trained once and shared
+    by the explanation tests (a test that changes its weights restores them)."""
+    from explain_helpers import left_half_model
+
+    return left_half_model()
+
+
+@pytest.fixture(scope="session")
 def real_xray_run(shared_data, tmp_path_factory):
     """A small CNN with in-model equalisation trained for a few epochs on 800 real Kermany X-rays
     (224-px copies, 64 px input; the 24 train originals left out), shared by the real-data tests."""

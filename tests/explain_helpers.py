@@ -7,8 +7,6 @@ on the left. ``synthetic_model``: a tiny custom_cnn fitted on tfxai's synthetic 
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 SIZE = 32
@@ -30,11 +28,10 @@ def left_signal_data(n: int, size: int = SIZE, seed: int = 0):
     return np.clip(x, 0, 255), y.astype(np.int64)
 
 
-@functools.lru_cache(maxsize=2)
 def left_half_model(size: int = SIZE, seed: int = 0, epochs: int = 12):
     """A trained tf_keras model whose input is zeroed on the right half inside the model.
-    Returns (model, test images, test labels); cached, so test modules share one training
-    (do not modify the model's weights in a test without restoring them)."""
+    Returns (model, test images, test labels). The tests share one through the session fixture
+    ``left_model`` (conftest.py)."""
     from tfxai._keras import keras, tf
 
     keras.utils.set_random_seed(seed)

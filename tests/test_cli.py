@@ -15,7 +15,7 @@ from tfxai.cli import main
 def test_train_cli_returns_0_and_writes_its_files(tmp_path, synthetic_dir, capsys):
     out = tmp_path / "run"
     code = main(["train", "--data-dir", synthetic_dir, "--model-type", "custom_cnn", "--epochs", "2",
-                 "--image-size", "32", "--batch-size", "32", "--output-dir", str(out), "--quiet",
+                 "--image-size", "32", "--batch-size", "32", "--output-dir", str(out), "--no-progress",
                  "--model-options", '{"width": 8, "depth": 2}', "--cache-dir", "none"])
     assert code == 0
     captured = capsys.readouterr()
@@ -39,7 +39,7 @@ def test_train_cli_on_a_wrong_layout_returns_2_with_the_path(tmp_path, capsys):
 def test_evaluate_cli_writes_metrics_and_plots(tmp_path, trained_run, synthetic_dir, capsys):
     out = tmp_path / "eval"
     code = main(["evaluate", "--checkpoint", trained_run.model_path, "--data-dir", synthetic_dir,
-                 "--split", "test", "--output-dir", str(out), "--quiet", "--calibrate",
+                 "--split", "test", "--output-dir", str(out), "--no-progress", "--calibrate",
                  "--target-sensitivity", "0.9"])
     assert code == 0
     res = json.load(open(out / "metrics.json"))
@@ -59,7 +59,7 @@ def test_evaluate_metrics_equal_scikit_learn_on_the_same_predictions(tmp_path, t
 
     out = tmp_path / "eval"
     assert main(["evaluate", "--checkpoint", trained_run.model_path, "--data-dir", synthetic_dir,
-                 "--output-dir", str(out), "--quiet"]) == 0
+                 "--output-dir", str(out), "--no-progress"]) == 0
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     y = np.array([r["true"] == "PNEUMONIA" for r in rows], int)
     p = np.array([float(r["p_PNEUMONIA"]) for r in rows])
@@ -111,7 +111,7 @@ def test_predict_cli_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
 def test_demo_runs_end_to_end_quickly(tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(["demo", "--output-dir", str(out), "--image-size", "32", "--train-images", "120",
-                 "--epochs", "2", "--quiet", "--no-explain"])
+                 "--epochs", "2", "--no-progress", "--no-explain"])
     assert code == 0
     assert (out / "model" / "best_model.keras").exists()
     assert (out / "evaluation" / "metrics.json").exists()
@@ -119,6 +119,17 @@ def test_demo_runs_end_to_end_quickly(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "done in" in printed
     assert printed.strip().splitlines()[-1].strip() == f"tfxai serve --checkpoint {out / 'model' / 'best_model.keras'}"
+
+
+def test_the_old_flag_spellings_still_work():
+    """--quiet and --lr, kept for one release: the same settings as --no-progress and --learning-rate."""
+    from tfxai.cli import build_parser
+
+    def parsed(*flags):
+        return vars(build_parser(only="train").parse_args(["train", "--data-dir", "d", *flags]))
+
+    assert parsed("--quiet", "--lr", "0.01") == parsed("--no-progress", "--learning-rate", "0.01")
+    assert parsed("--quiet")["progress"] is False and parsed("--lr", "0.01")["learning_rate"] == 0.01
 
 
 def test_console_entry_point_and_scripts_wrap_the_cli():
@@ -130,6 +141,26 @@ def test_console_entry_point_and_scripts_wrap_the_cli():
     assert out.returncode == 0
     for cmd in ("train", "evaluate", "predict", "explain", "prune", "export", "demo", "serve"):
         assert cmd in out.stdout
+
+
+FLAG_OF_COMMAND = {"train": "--recipe", "evaluate": "--target-sensitivity", "predict": "--overlay-dir",
+                   "explain": "--methods", "prune": "--sparsities", "export": "--quantization", "ensemble": "--members",
+                   "serve": "--uncertain-band", "demo": "--train-images"}
+
+
+@pytest.mark.parametrize("command", sorted(FLAG_OF_COMMAND))
+def test_command_help_lists_its_flags_without_importing_tensorflow(command):
+    from tfxai.cli import COMMANDS
+
+    assert set(FLAG_OF_COMMAND) == set(COMMANDS)
+    script = (f"import sys\nfrom tfxai.cli import main\ncode = main([{command!r}, '--help'])\n"
+              f"print('loaded:', sorted(m for m in ('tensorflow', 'tf_keras', 'keras') if m in sys.modules))\n"
+              f"sys.exit(code)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "loaded: []"
+    assert f"usage: tfxai {command}" in out.stdout and FLAG_OF_COMMAND[command] in out.stdout
+    assert out.stderr == ""
 
 
 @pytest.mark.parametrize("debug", [False, True])
@@ -160,5 +191,5 @@ def test_evaluate_with_test_time_augmentation_averages_views(tmp_path, trained_r
     np.testing.assert_allclose(many, tta_proba(clf, x, n=6, seed=3), atol=1e-6)  # seeded
     np.testing.assert_allclose(many.sum(axis=1), 1.0, atol=1e-5)
     assert main(["evaluate", "--checkpoint", trained_run.model_path, "--data-dir", synthetic_dir,
-                 "--output-dir", str(tmp_path / "e"), "--quiet", "--tta", "4"]) == 0
+                 "--output-dir", str(tmp_path / "e"), "--no-progress", "--tta", "4"]) == 0
     assert json.load(open(tmp_path / "e" / "metrics.json"))["tta"] == 4

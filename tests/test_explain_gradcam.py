@@ -4,14 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explain_helpers import left_half_model, left_mass
+from explain_helpers import left_mass
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def left_model():
-    return left_half_model()
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +135,29 @@ def test_gradcam_rejects_wrong_shapes_and_targets(tiny_cnn):
         cam.heatmaps(_images(2), targets=[0, 5])
     with pytest.raises(ValueError, match="no layer named 'nope'"):
         GradCAM(tiny_cnn, layer="nope")
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam", "faster-scorecam", "smoothgrad", "lime"])
+def test_every_method_shares_one_base_with_its_input_checks_and_target_broadcasting(tiny_cnn, method):
+    from tfxai.explain import Explainer, make_explainer
+
+    explainer = make_explainer(method, tiny_cnn, num_samples=20, n_segments=8) if method == "lime" else (
+        make_explainer(method, tiny_cnn))
+    assert isinstance(explainer, Explainer)
+    nan = _images(2)
+    nan[1, 3, 3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        explainer.explain(nan)
+    with pytest.raises(ValueError, match=r"targets must be 2 class indices"):
+        explainer.explain(_images(2), targets=[0, 1, 1])
+    if method != "lime":  # LIME takes any image size: it learns the model only through predictions
+        with pytest.raises(ValueError, match=r"\(N, 32, 32, 1\)"):
+            explainer.explain(np.zeros((2, 28, 28, 1)))
+    # One target for every image, or one image without its batch axis: broadcast by the base.
+    one, both = explainer.explain(_images(2), targets=1)
+    assert (one.target, both.target) == (1, 1)
+    (single,) = explainer.explain(_images(1)[0], targets=[0])
+    assert single.target == 0 and single.heatmap.shape == (32, 32)
 
 
 @pytest.mark.parametrize("method", ["gradcam++", "smoothgrad"])

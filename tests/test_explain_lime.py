@@ -4,12 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explain_helpers import left_half_model, left_mass
-
-
-@pytest.fixture(scope="module")
-def left_model():
-    return left_half_model()
+from explain_helpers import left_mass
 
 
 def _lime(model, **kw):

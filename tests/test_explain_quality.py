@@ -4,13 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explain_helpers import left_half_model
-
-
-@pytest.fixture(scope="module")
-def left_model():
-    return left_half_model()
-
 
 def _gradcam_fn(model, images, targets):
     from tfxai.explain import GradCAM

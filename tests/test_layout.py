@@ -98,3 +98,29 @@ def test_importing_tfxai_loads_no_tensorflow():
                           "tfxai.io.model_files, tfxai.explain, tfxai.compress; print('tensorflow' in sys.modules)"],
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
+
+
+def _oversized() -> set[str]:
+    """Modules over MAX_MODULE_LINES and functions over MAX_FUNCTION_LINES, except functions that
+    declare a flag list and say so in their docstring ("declarative flag list")."""
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        rel = path.relative_to(PACKAGE.parent).as_posix()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            found.add(rel)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                exempt = "declarative flag list" in (ast.get_docstring(node) or "")
+                if node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES and not exempt:
+                    found.add(f"{rel}:{node.name}")
+    return found
+
+
+def test_no_module_or_function_is_too_long_to_read():
+    oversized = _oversized()
+    assert not oversized, (f"over {MAX_MODULE_LINES} lines (module) or {MAX_FUNCTION_LINES} (function): "
+                           f"{sorted(oversized)}")

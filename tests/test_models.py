@@ -2,14 +2,14 @@
 import numpy as np
 import pytest
 
-from tfxai import models
+from tfxai import model_specs, models
 from tfxai._keras import keras
 from tfxai.errors import MissingDownloadError, ModelFileError
 from tfxai.io.model_files import load_model, save_model
 
 
 def test_registry_lists_the_three_model_types():
-    assert models.list_models() == ["custom_cnn", "mobilenet_v2", "resnet18"]
+    assert model_specs.list_models() == ["custom_cnn", "mobilenet_v2", "resnet18"]
     with pytest.raises(ValueError, match="unknown model type 'vgg'"):
         models.build_model("vgg")
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tfxai.ood import OODGuard, check_images, read_guard, store_guard
+from tfxai.ood import OODGuard, guard_verdicts, read_guard, store_guard
 
 
 def test_guard_flags_about_one_percent_in_distribution_and_every_far_point():
@@ -49,10 +49,10 @@ def test_thumbnail_part_flags_inverted_and_rotated_xrays_the_features_miss(tmp_p
     blind = OODGuard.fit(rng.normal(size=(200, 8)), rng.normal(size=(100, 8)), components=4)  # features see nothing
     guard = OODGuard.fit(rng.normal(size=(200, 8)), rng.normal(size=(100, 8)), components=4).fit_pixels(train, val)
     feats = rng.normal(size=(len(fresh), 8))
-    assert not any(r.flag for r in check_images(blind, None, 255 - fresh, feats))
-    inverted = check_images(guard, None, 255 - fresh, feats)
-    rotated = check_images(guard, None, np.rot90(fresh, axes=(1, 2)), feats)
-    normal = check_images(guard, None, fresh, feats)
+    assert not any(r.flag for r in guard_verdicts(blind, None, 255 - fresh, feats))
+    inverted = guard_verdicts(guard, None, 255 - fresh, feats)
+    rotated = guard_verdicts(guard, None, np.rot90(fresh, axes=(1, 2)), feats)
+    normal = guard_verdicts(guard, None, fresh, feats)
     assert np.mean([r.flag for r in inverted]) >= 0.95 and "brightness layout" in inverted[0].reason
     assert np.mean([r.flag for r in rotated]) >= 0.5
     assert np.mean([r.flag for r in normal]) <= 0.05
@@ -69,7 +69,7 @@ def test_thumbnail_part_flags_inverted_and_rotated_xrays_the_features_miss(tmp_p
 def test_blank_images_are_flagged_even_without_a_guard():
     images = np.zeros((3, 16, 16, 1), np.uint8)
     images[1] = np.random.default_rng(0).integers(0, 255, (16, 16, 1))
-    results = check_images(None, None, images)
+    results = guard_verdicts(None, None, images)
     assert [r.flag for r in results] == [True, False, True]
     assert "blank" in results[0].reason and np.isnan(results[1].score)
 

@@ -171,7 +171,7 @@ def test_a_model_with_lung_focus_saves_loads_and_converts_to_tflite_builtins(xra
 
 
 def test_a_model_option_naming_an_unknown_preprocessing_is_refused_with_the_value():
-    from tfxai.models import get_spec
+    from tfxai.model_specs import get_spec
 
     for model_type in ("custom_cnn", "resnet18", "mobilenet_v2"):
         with pytest.raises(ValueError, match="'clahe'"):

@@ -44,7 +44,7 @@ def _rows(out):
 def test_prune_cli_writes_table_csv_json_and_four_panel_figure(comparison):
     from matplotlib.image import imread
 
-    from tfxai.compress.experiment import plot_comparison
+    from tfxai.compress.comparison_report import plot_comparison
 
     code, out = comparison
     assert code == 0

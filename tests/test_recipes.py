@@ -15,8 +15,7 @@ def _args(*argv):
 
 @pytest.mark.parametrize("name", list_recipes())
 def test_every_recipe_gives_a_valid_config(name):
-    cfg = get_recipe(name).train_config("some/folder", output_dir="out")
-    cfg.check()
+    cfg = get_recipe(name).train_config("some/folder", output_dir="out")  # checked when built
     assert cfg.recipe == name and cfg.data_dir == "some/folder"
 
 
@@ -89,7 +88,8 @@ def test_a_folder_without_model_flags_gets_the_default_recipe_and_flags_still_ov
 @pytest.mark.parametrize("flags", [("--model-type", "custom_cnn"), ("--image-size", "64"), ("--channels", "3"),
                                    ("--pretrained",), ("--weights", "w.keras")])
 def test_choosing_a_model_means_no_default_recipe(tmp_path, flags):
-    assert train_cmd.config_from_args(_args("--data-dir", str(tmp_path), *flags)).recipe is None
+    # chosen_recipe, not a whole config: --pretrained alone gives no valid config (custom_cnn has no ImageNet weights)
+    assert train_cmd.chosen_recipe(_args("--data-dir", str(tmp_path), *flags), str(tmp_path)) is None
 
 
 def test_a_medmnist_file_gets_no_default_recipe(tmp_path):
@@ -103,7 +103,7 @@ def test_explicit_flags_override_the_recipe_and_merge_options(tmp_path):
     cfg = train_cmd.config_from_args(_args(
         "--data-dir", str(tmp_path), "--recipe", ROBUST, "--epochs", "3", "--image-size", "64",
         "--model-options", '{"dropout": 0.5}', "--augment-options", '{"noise": 2.0}', "--no-augment",
-        "--lr", "0.01", "--ema-decay", "0"))
+        "--learning-rate", "0.01", "--ema-decay", "0"))
     assert (cfg.epochs, cfg.image_size, cfg.augment, cfg.learning_rate, cfg.ema_decay) == (3, 64, False, 0.01, 0.0)
     assert cfg.model_options == {**recipe["model_options"], "dropout": 0.5}
     assert cfg.augment_config == {**recipe["augment_config"], "noise": 2.0}

@@ -148,7 +148,7 @@ def test_out_of_range_schedule_ema_and_augment_settings_are_named(field, value):
     from tfxai.errors import ConfigError
 
     with pytest.raises(ConfigError, match=f"^{field}: .*") as err:
-        TrainConfig("d", **{field: value}).check()
+        TrainConfig("d", **{field: value})
     assert err.value.field == field
     shown = next(iter(value)) if isinstance(value, dict) else repr(value)
     assert shown in str(err.value)

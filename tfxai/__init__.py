@@ -17,7 +17,8 @@ from ._lazy import lazy_exports
 __version__ = "0.2.0.dev0"
 
 _EXPORTS = {
-    "tfxai.models": ("build_model", "list_models", "get_spec"),
+    "tfxai.models": ("build_model",),
+    "tfxai.model_specs": ("list_models", "get_spec"),
     "tfxai.data": ("load_splits", "load_image", "decode_image", "ImageSet", "DataSplits"),
     "tfxai.training": ("TrainConfig", "TrainResult", "train"),
     "tfxai.training.folds": ("run_folds",),
@@ -28,7 +29,8 @@ _EXPORTS = {
     "tfxai.predict": ("predict_files",),
     "tfxai.metrics": ("classification_metrics",),
     "tfxai.explain": ("Explanation", "GradCAM", "make_explainer"),
-    "tfxai.explain.run": ("ExplainSettings", "explain_images", "compare_models"),
+    "tfxai.explain.settings": ("ExplainSettings",),
+    "tfxai.explain.run": ("explain_images", "compare_models"),
     "tfxai.compress": ("prune_model", "one_shot_schedule", "iterative_schedule", "strip", "measure_sparsity",
                        "quantize_aware", "export_tflite", "convert_tflite", "run_comparison"),
     "tfxai.io.output_folder": ("OutputFolder",),

@@ -9,18 +9,18 @@ stops with a clear message, unless the caller gives the threshold (``--threshold
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import check_choice, check_number
 from .data import RESIZE_MODES
-from .errors import DataError, ModelFileError
+from .errors import ConfigError, DataError, ModelFileError
 from .io.atomic import read_json
 from .io.model_files import load_model, read_model_facts, read_run_config
 from .metrics import apply_temperature
-from .ood import OODGuard, OODResult, check_images, read_guard, with_features
+from .ood import OODGuard, OODResult, guard_verdicts, read_guard, with_features
 
 log = logging.getLogger(__name__)
 
@@ -87,26 +87,21 @@ def check_classifier(model, path: str) -> None:
 
 
 def check_facts(facts: dict, where: str, num_classes: int | None = None) -> dict:
-    """Validate decision facts read from a file; ModelFileError naming the field and the file."""
-    def bad(key, expected):
-        return ModelFileError(f"{where}: {key!r} must be {expected}, got {facts.get(key)!r}")
-
-    names = facts.get("class_names")
-    if names is not None:
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-            raise bad("class_names", "a list of non-empty strings")
-        if num_classes is not None and len(names) != num_classes:
-            raise ModelFileError(f"{where}: the model has {num_classes} classes but class_names "
-                                 f"lists {len(names)}: {names}")
-    thr = facts.get("threshold", 0.5)
-    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0.0 <= float(thr) <= 1.0:
-        raise bad("threshold", "a number in [0, 1]")
-    temp = facts.get("temperature")
-    if temp is not None and (isinstance(temp, bool) or not isinstance(temp, (int, float))
-                             or not math.isfinite(temp) or temp <= 0):
-        raise bad("temperature", "a positive number or null")
-    if facts.get("resize_mode", "pad") not in RESIZE_MODES:
-        raise bad("resize_mode", f"one of {RESIZE_MODES}")
+    """Check decision facts read from ``where`` (a model file); ConfigError naming the field, the
+    value and the file."""
+    try:
+        names = facts.get("class_names")
+        if names is not None:
+            if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+                raise ConfigError("class_names", f"must be a list of non-empty strings, got {names!r}")
+            if num_classes is not None and len(names) != num_classes:
+                raise ConfigError("class_names", f"lists {len(names)} names but the model has {num_classes} "
+                                                 f"classes: {names}")
+        check_number("threshold", facts.get("threshold", 0.5), 0, 1)
+        check_number("temperature", facts.get("temperature"), 0, low_open=True, optional=True)
+        check_choice("resize_mode", facts.get("resize_mode", "pad"), RESIZE_MODES)
+    except ConfigError as err:  # the same error, saying which file holds the value
+        raise ConfigError(err.field, err.message, source=where) from None
     return facts
 
 
@@ -163,7 +158,7 @@ class Classifier:
         """(:meth:`raw_proba`, :meth:`check_ood`) of the same images in one pass through the model:
         the guard reads the features that enter the last layer."""
         if self.ood is None or self.model is None:
-            return self.raw_proba(images, batch_size), check_images(None, None, images)
+            return self.raw_proba(images, batch_size), guard_verdicts(None, None, images)
         from ._keras import compiled_call
 
         if self._joint is None:
@@ -176,7 +171,7 @@ class Classifier:
             raw.append(r.numpy())
         if not raw:
             return np.zeros((0, self.num_classes), np.float32), []
-        return probabilities(np.concatenate(raw)), check_images(self.ood, None, images, np.concatenate(feats))
+        return probabilities(np.concatenate(raw)), guard_verdicts(self.ood, None, images, np.concatenate(feats))
 
     def decide(self, proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Predicted class indices: binary uses ``threshold`` (default the model's) on class 1, else argmax."""
@@ -188,7 +183,7 @@ class Classifier:
         """The out-of-distribution guard's verdict per image (see :mod:`tfxai.ood`); NaN scores
         when the model carries no guard (blank images are flagged anyway)."""
         if self.ood is None or self.model is None:
-            return check_images(None, None, images)
+            return guard_verdicts(None, None, images)
         return self.raw_proba_and_ood(images)[1]  # one compiled graph for features and outputs
 
 

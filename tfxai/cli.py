@@ -58,7 +58,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, help_text in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = parser.commands[name] = sub.add_parser(name, help=help_text, description=help_text)
         add_debug(p)
         if only == name:
             _command_module(name).add_arguments(p)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         if args.debug:
             raise
-        print(f"{prefix} {config_error_message(err)}", file=sys.stderr)
+        print(f"{prefix} {config_error_message(parser.commands[args.command], err)}", file=sys.stderr)
     except TfxaiError as err:
         if args.debug:
             raise

@@ -37,10 +37,12 @@ class FolderBusyError(OutputError):
 
 
 class ConfigError(TfxaiError, ValueError):
-    """A setting is out of range. ``field`` names the configuration field (``lr``); the CLI
-    rewrites it as its flag (``--lr``)."""
+    """A setting is out of range (:mod:`tfxai.checks`). ``field`` names the configuration field
+    (``learning_rate``); the CLI rewrites it as the flag that sets it (``--learning-rate``).
+    ``source``: where the value was read (a model file), when no flag set it."""
 
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+    def __init__(self, field: str, message: str, source: str | None = None):
+        super().__init__(f"{source + ': ' if source else ''}{field}: {message}")
         self.field = field
         self.message = message
+        self.source = source

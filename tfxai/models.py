@@ -1,4 +1,5 @@
-"""Model registry: ``build_model(name, ...)`` and ``list_models()``.
+"""The Keras networks behind the model registry: ``build_model(name, ...)`` builds any type
+listed by :func:`tfxai.model_specs.list_models` (whose specs say what each accepts).
 
 Every model takes raw pixels (float32 in [0, 255], shape (H, W, C) with C = 1 or 3): rescaling lives
 inside the model, so a saved model and its TFLite export need no outside preprocessing. Binary
@@ -9,13 +10,11 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from dataclasses import dataclass, field
-from typing import Callable
 
 from ._keras import keras
 from .errors import MissingDownloadError, ModelFileError
-from .preprocessing import FOCUS, PREPROCESSING, apply_preprocessing
-from .registry import Registry
+from .model_specs import get_spec
+from .preprocessing import apply_preprocessing
 
 log = logging.getLogger(__name__)
 layers = keras.layers
@@ -32,67 +31,6 @@ def _bn(name: str):
 
 # Where Keras downloads MobileNetV2's ImageNet weights; {file}: the weights file's name.
 MOBILENET_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/{file}"
-
-
-@dataclass(frozen=True)
-class OptionRange:
-    """The values a model option accepts: ``kind`` int or float, within [``low``, ``high``]."""
-
-    kind: type
-    low: float
-    high: float
-
-    def check(self, name: str, value) -> None:
-        ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-              and (self.kind is float or float(value).is_integer()) and self.low <= value <= self.high)
-        if not ok:
-            what = "a whole number" if self.kind is int else "a number"
-            raise ValueError(f"model option {name!r} must be {what} in [{self.low:g}, {self.high:g}], got {value!r}")
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A model option that takes one of ``values``."""
-
-    values: tuple[str, ...]
-
-    def check(self, name: str, value) -> None:
-        if value not in self.values:
-            raise ValueError(f"model option {name!r} must be one of {list(self.values)}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the registry knows about a model type.
-
-    ``preprocessing``: human-readable description of the in-model rescaling (goes into run configs).
-    ``options``: the keyword options of its builder and the values they accept.
-    """
-
-    name: str
-    builder: Callable[..., keras.Model]
-    preprocessing: str
-    supports_imagenet: bool = False
-    options: dict[str, OptionRange | Choice] = field(default_factory=dict)
-
-    def check_options(self, options: dict) -> None:
-        """ValueError naming an unknown option or a value out of range."""
-        if not isinstance(options, dict):
-            raise ValueError(f"model options must be a JSON object such as {{\"width\": 16}}, got {options!r}")
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown} for {self.name!r}; it accepts {sorted(self.options)}")
-        for key, value in options.items():
-            self.options[key].check(key, value)
-
-
-_MODELS: Registry[ModelSpec] = Registry("model type")
-
-
-# register_*(item) -> item; list_*() -> sorted names; get_*(name) -> item, or a ValueError naming the choices
-register_model = _MODELS.register
-list_models = _MODELS.names
-get_spec = _MODELS.get
 
 
 def _check_input_shape(input_shape) -> tuple[int, int, int]:
@@ -135,7 +73,7 @@ def build_model(
     if weights == "imagenet" and not spec.supports_imagenet:
         raise ValueError(f"model type {name!r} has no ImageNet weights; use mobilenet_v2 or weights=None")
     spec.check_options(options)
-    model = spec.builder(shape, int(num_classes), weights=weights, **options)
+    model = spec.build_function()(shape, int(num_classes), weights=weights, **options)
     if weights not in (None, "imagenet"):
         load_weights_file(model, weights)
     return model
@@ -162,7 +100,7 @@ def _conv_bn_relu(x, filters: int, name: str):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def _build_custom_cnn(shape, num_classes, weights=None, width: int = 32, depth: int = 4,
+def build_custom_cnn(shape, num_classes, weights=None, width: int = 32, depth: int = 4,
                       dropout: float = 0.3, preprocessing: str = "none", focus: str = "none") -> keras.Model:
     if not (1 <= int(depth) <= 6):
         raise ValueError(f"custom_cnn depth must be in [1, 6], got {depth!r}")
@@ -199,7 +137,7 @@ def _basic_block(x, filters: int, stride: int, name: str):
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def _build_resnet18(shape, num_classes, weights=None, width: int = 64, dropout: float = 0.2,
+def build_resnet18(shape, num_classes, weights=None, width: int = 64, dropout: float = 0.2,
                     preprocessing: str = "none", focus: str = "none") -> keras.Model:
     inputs = keras.Input(shape, name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(apply_preprocessing(inputs, preprocessing, focus))
@@ -228,7 +166,7 @@ def _mobilenet_weights_file(alpha: float, rows: int) -> str:
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5"
 
 
-def _build_mobilenet_v2(shape, num_classes, weights=None, alpha: float = 1.0, dropout: float = 0.2,
+def build_mobilenet_v2(shape, num_classes, weights=None, alpha: float = 1.0, dropout: float = 0.2,
                         trainable_backbone_layers: int | None = None, padding: str = "same",
                         preprocessing: str = "none", focus: str = "none") -> keras.Model:
     if padding not in ("same", "symmetric"):
@@ -318,7 +256,9 @@ def symmetric_stride2_padding(model):
             rebuilt.get_layer(layer.name).set_weights(layer.get_weights())
     for a, b in zip(model.outputs, rebuilt.outputs):
         if tuple(a.shape[1:]) != tuple(b.shape[1:]):
-            raise RuntimeError(f"padding rewrite changed an output shape: {a.shape} -> {b.shape}")
+            # Only for architectures unlike tfxai's (the rewrite keeps shapes for every input size of these).
+            raise ValueError(f"cannot give {model.name!r} symmetric stride-2 padding: the rewrite changed an "
+                             f"output shape from {tuple(a.shape)} to {tuple(b.shape)}")
     log.info("rebuilt %s with symmetric padding on %d stride-2 layer(s)", model.name, changed)
     return rebuilt
 
@@ -357,25 +297,3 @@ def _ensure_imagenet_file(alpha: float, rows: int) -> None:
             f"{MOBILENET_WEIGHTS_URL.format(file=fname)} on a machine with internet), "
             f"or train without --pretrained."
         ) from err
-
-
-_DROPOUT = OptionRange(float, 0.0, 0.9)
-_PREPROCESSING = Choice(PREPROCESSING)  # in-model layers in front of the rescaling (tfxai.preprocessing)
-_FOCUS = Choice(FOCUS)  # the in-model lung-field focus after them (tfxai.preprocessing.LungFocus)
-register_model(ModelSpec(
-    "custom_cnn", _build_custom_cnn, preprocessing="x / 255",
-    options={"width": OptionRange(int, 4, 512), "depth": OptionRange(int, 1, 6), "dropout": _DROPOUT,
-             "preprocessing": _PREPROCESSING, "focus": _FOCUS},
-))
-register_model(ModelSpec(
-    "resnet18", _build_resnet18, preprocessing="x / 127.5 - 1",
-    options={"width": OptionRange(int, 4, 512), "dropout": _DROPOUT, "preprocessing": _PREPROCESSING,
-             "focus": _FOCUS},
-))
-register_model(ModelSpec(
-    "mobilenet_v2", _build_mobilenet_v2, preprocessing="grey repeated to RGB; x / 127.5 - 1",
-    supports_imagenet=True,
-    options={"alpha": OptionRange(float, 0.35, 1.4), "dropout": _DROPOUT,
-             "trainable_backbone_layers": OptionRange(int, 0, 200), "padding": Choice(("same", "symmetric")),
-             "preprocessing": _PREPROCESSING, "focus": _FOCUS},
-))

@@ -143,7 +143,7 @@ def fit_model_guard(model: keras.Model, train_images: np.ndarray, val_images: np
     feats = feature_model(model)
     val_feats = features(feats, val_images)
     guard = OODGuard.fit(features(feats, train_images[idx]), val_feats).fit_pixels(train_images[idx], val_images)
-    flagged = [r.flag for r in check_images(guard, None, val_images, val_feats)]
+    flagged = [r.flag for r in guard_verdicts(guard, None, val_images, val_feats)]
     return guard, float(np.mean(flagged)) if flagged else 0.0
 
 
@@ -184,7 +184,7 @@ class OODResult:
     pixel_score: float = float("nan")  # the model-free part's distance (NaN without it)
 
 
-def check_images(guard: OODGuard | None, feature_fn, images: np.ndarray,
+def guard_verdicts(guard: OODGuard | None, feature_fn, images: np.ndarray,
                  feats: np.ndarray | None = None) -> list[OODResult]:
     """The guard's verdict on raw-pixel images (N, S, S, C): blank images are flagged whatever the
     guard; with no guard every score is NaN and nothing else is flagged. ``feats``: the images'

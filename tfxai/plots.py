@@ -1,6 +1,9 @@
 """Figures people would rather look at than read: training curves, ROC/PR, confusion matrix,
-reliability diagram. Every function writes a PNG atomically (:func:`save_figure`) and returns its path."""
+reliability diagram. Every function writes a PNG atomically (:func:`save_figure`) and returns its
+path."""
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -21,10 +24,11 @@ def pyplot():
 
 
 def save_figure(fig, path: str, dpi: int = 120, tight: bool = True) -> str:
-    """Write ``fig`` to ``path`` as a PNG, atomically (a crash never leaves half an image), and
-    close it. ``tight``: crop the page to what is drawn. Returns ``path``."""
+    """Write ``fig`` as a PNG at ``path`` atomically (its folder made when missing), close it and
+    return ``path``; ``tight``: crop to the drawn content."""
     plt = pyplot()
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None,
                                                    format="png"))
     finally:

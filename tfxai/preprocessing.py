@@ -24,8 +24,7 @@ is repeated on every channel.
 from __future__ import annotations
 
 from ._keras import keras, tf
-
-PREPROCESSING = ("none", "standardize", "equalize", "local_contrast", "equalize_local")
+from .model_specs import FOCUS, PREPROCESSING
 
 
 def _grey(x):
@@ -143,7 +142,6 @@ class LocalContrastNormalize(keras.layers.Layer):
                 "floor": self.floor}
 
 
-FOCUS = ("none", "mask", "crop")
 # Where the lungs sit in Kermany's 224-px training copies (scripts/lung_box.py: bounding boxes of
 # tfxai.explain.lungs.lung_mask on 600 random training films, 560 with a plausible mask), as shares
 # of the side, 2nd / 50th / 98th percentile: top 0.04 / 0.19 / 0.47, bottom 0.59 / 0.84 / 0.96,

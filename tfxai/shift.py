@@ -364,7 +364,6 @@ def train_with_holdout(config: TrainConfig, holdout_pattern: str = DEFAULT_HOLDO
     # weigh: an unweighted validation loss then prefers a model that calls everything pneumonia
     # (measured: the README recipe stopped at its first epoch). Select on the balanced loss.
     config = replace(config, balanced_validation=True)
-    config.check()
     if str(config.data_dir).lower().endswith(".npz"):
         raise DataError(f"--holdout-pattern needs a folder of image files (names carry the batch), "
                         f"not {config.data_dir!r}")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import data as data_lib, metrics as metrics_lib
+from .checks import check_number
 from .classifier import Classifier
 from .errors import DataError
 from .ood import OODResult
@@ -37,8 +38,7 @@ def mean_over_views(predict, images: np.ndarray, views: int = 8, seed: int = 0) 
     seeded mild variants of them (:data:`TTA_AUGMENT`): float32 (N, K)."""
     from ._keras import tf
 
-    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
-        raise ValueError(f"tta views must be a whole number >= 1, got {views!r}")
+    check_number("views", views, 1, whole=True)
     total = np.asarray(predict(images), np.float64)
     x = tf.constant(np.asarray(images, np.float32))
     for i in range(1, views):
@@ -83,8 +83,7 @@ def tta_classifier(classifier: Classifier, val: tuple[np.ndarray, np.ndarray] | 
     as it is (the caller's choice; no temperature). DataError when neither validation images nor a
     threshold are given, or when the model does not record how its threshold was chosen.
     """
-    if isinstance(views, bool) or not isinstance(views, int) or views < 2:
-        raise ValueError(f"tta views must be a whole number >= 2 (1 is no TTA), got {views!r}")
+    check_number("views", views, 2, whole=True)  # 1 is no TTA
     base = classifier.base if isinstance(classifier, TTAClassifier) else classifier
     tta = TTAClassifier(**{f: getattr(base, f) for f in ("path", "class_names", "image_size", "channels",
                                                            "resize_mode", "facts", "model", "kind", "ood")},

@@ -13,25 +13,32 @@ import math
 from ..data import RESIZE_MODES, TRAIN_RESIZE_MODES
 from ..errors import ConfigError
 
-# Configuration fields whose flag is not simply --field-name.
-_FLAG_OF_FIELD = {"class_weighting": "--class-weights", "augment_config": "--augment-options", "lr": "--learning-rate",
-                  "weights": "--weights", "max_pixels": "--max-pixels"}
-
-
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (``tfxai train: error: argument --tta: ...``)."""
+    """An ArgumentParser whose errors are one line (``tfxai train: error: argument --tta: ...``);
+    ``commands``: the parser of each subcommand, by name."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
 
     def error(self, message: str):  # noqa: D401 - argparse's signature
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def flag_of(field: str) -> str:
-    """The CLI flag of a configuration field: ``learning_rate`` -> ``--learning-rate``."""
-    return _FLAG_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+def flag_of(parser: argparse.ArgumentParser, field: str) -> str | None:
+    """The flag that sets configuration ``field`` (``--class-weights`` for ``class_weighting``), or
+    None. A flag whose value goes into a config field declares that field as its ``dest``: the
+    flag declarations are the one table of flags and fields."""
+    for action in parser._actions:  # argparse keeps no public list of a parser's flags
+        if action.dest == field and action.option_strings:
+            return action.option_strings[0]
+    return None
 
 
-def config_error_message(err: ConfigError) -> str:
-    return f"{flag_of(err.field)}: {err.message}"
+def config_error_message(parser: argparse.ArgumentParser, err: ConfigError) -> str:
+    """``--learning-rate: must be ...`` when a flag of ``parser`` set the field, else the error as is."""
+    flag = None if err.source else flag_of(parser, err.field)
+    return f"{flag}: {err.message}" if flag else str(err)
 
 
 # ----------------------------------------------------------------------------- value types

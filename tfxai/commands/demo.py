@@ -6,14 +6,12 @@ import os
 import shlex
 import time
 
-from ..classifier import load_classifier
-from ..evaluation import EvalOptions, evaluate, load_eval_images
-from ..explain.run import ExplainSettings, collect_images, explain_images
+from ..explain.inputs import collect_images
+from ..explain.settings import ExplainSettings
 from ..io.output_folder import OutputFolder
 from ..metrics import format_metrics
-from ..predict import predict_files
 from ..synthetic import write_synthetic_dataset
-from ..training import TrainConfig, train
+from ..training.config import TrainConfig
 from . import _args
 
 
@@ -38,6 +36,12 @@ def run(args) -> int:
 
 
 def _demo(args, out: str, t0: float) -> int:
+    from ..classifier import load_classifier
+    from ..evaluation import EvalOptions, evaluate, load_eval_images
+    from ..explain.run import explain_images
+    from ..predict import predict_files
+    from ..training.loop import train
+
     data_dir = os.path.join(out, "data")
     n_eval = max(40, args.train_images // 5)
     print(f"1/4 generating synthetic chest X-rays ({args.image_size} px) in {data_dir}")

@@ -10,14 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..classifier import load_classifier
-from ..ensemble import ENSEMBLE_ENTRIES, ENSEMBLE_MODEL_NAME, make_ensemble
 from ..errors import TfxaiError
-from ..evaluation import run_splits
 from ..io.atomic import write_json
 from ..io.output_folder import OutputFolder
 from ..metrics import THRESHOLD_POLICIES, format_metrics
-from ..training.decision import Policy
 from . import _args
 
 ENSEMBLE_CONFIG_NAME = "ensemble_config.json"
@@ -39,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the data the members were trained on: the ensemble's threshold, temperature and "
                         "out-of-distribution guard are chosen on its validation split (re-created with the "
                         "members' settings and checked against the split they recorded)")
-    _args.add_output_dir(p, f"where {ENSEMBLE_MODEL_NAME}, its model card and {ENSEMBLE_CONFIG_NAME} go",
+    _args.add_output_dir(p, f"where the ensemble model (.keras), its model card and {ENSEMBLE_CONFIG_NAME} go",
                          required=True)
     p.add_argument("--threshold-policy", choices=THRESHOLD_POLICIES,
                    help="fixed 0.5, --target-sensitivity, or Youden's J, chosen on the ensemble's own validation "
@@ -52,7 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _args.add_progress(p)
 
 
-def _policy(args, first) -> Policy:
+def _policy(args, first):
+    """The members' threshold policy (tfxai.training.decision.Policy), with the flags given over it."""
+    from ..training.decision import Policy
+
     base = Policy.from_facts(first.facts) or Policy()
     return Policy(args.threshold_policy or base.threshold_policy,
                   base.target_sensitivity if args.target_sensitivity is None else args.target_sensitivity,
@@ -60,6 +59,8 @@ def _policy(args, first) -> Policy:
 
 
 def run(args) -> int:
+    from ..ensemble import ENSEMBLE_ENTRIES
+
     folder = OutputFolder(args.output_dir, "ensemble", [args.data_dir, *args.members])
     with folder.lock():  # another command writing here stops this one before any work
         folder.claim([*ENSEMBLE_ENTRIES, ENSEMBLE_CONFIG_NAME])
@@ -67,6 +68,10 @@ def run(args) -> int:
 
 
 def _make(args) -> int:
+    from ..classifier import load_classifier
+    from ..ensemble import ENSEMBLE_MODEL_NAME, make_ensemble
+    from ..evaluation import run_splits
+
     out = args.output_dir
     members = [load_classifier(p) for p in args.members]
     if any(m.model is None for m in members):

@@ -4,11 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..classifier import load_classifier
-from ..evaluation import REPORT_FILES, EvalOptions, evaluate, load_eval_images
 from ..io.output_folder import OutputFolder
 from ..metrics import format_with_ci
-from ..tta import tta_classifier
 from . import _args
 
 
@@ -30,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from ..classifier import load_classifier
+    from ..evaluation import REPORT_FILES
+
     clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
     clf.resize_mode = args.resize_mode or clf.resize_mode
     out_dir = args.output_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
@@ -41,6 +41,9 @@ def run(args) -> int:
 
 
 def _evaluate(args, clf, out_dir: str) -> int:
+    from ..evaluation import EvalOptions, evaluate, load_eval_images
+    from ..tta import tta_classifier
+
     data = load_eval_images(clf, args.data_dir, args.split, args.folder, args.progress)
     val = None
     if (args.target_sensitivity is not None or args.calibrate or args.tta > 1) and args.data_dir:

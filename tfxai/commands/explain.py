@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..classifier import load_classifier
-from ..explain.run import (BASELINES, DEFAULT_METHODS, SANITY_METHODS, ExplainSettings, ModelExplainers, collect_images,
-                           compare_models, explain_images)
-from ..explain.types import parse_methods
+from ..explain.inputs import collect_images
+from ..explain.settings import DEFAULT_METHODS, SANITY_METHODS, ExplainSettings
+from ..explain.types import BASELINES, parse_methods
 from ..io.output_folder import OutputFolder
 from ..tables import columns_of, format_table
 from . import _args
@@ -81,6 +80,9 @@ def _print_skipped(result: dict) -> None:
 
 
 def _run_explain(args, settings: ExplainSettings) -> int:
+    from ..classifier import load_classifier
+    from ..explain.run import ModelExplainers, explain_images
+
     model = ModelExplainers(args.checkpoint, settings, load_classifier(args.checkpoint, args.threshold,
                                                                        args.class_names))
     if model.skipped:
@@ -102,6 +104,9 @@ def _run_explain(args, settings: ExplainSettings) -> int:
 
 
 def _run_compare(args, settings: ExplainSettings) -> int:
+    from ..classifier import load_classifier
+    from ..explain.run import compare_models
+
     path_a, path_b = args.compare
     class_names = load_classifier(path_a).class_names
     items = collect_images(class_names, args.image, args.data_dir, args.max_images)

@@ -27,20 +27,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..classifier import LABELS_NAME, keras_classifier, load_classifier, model_facts
-from ..compress.android import android_metadata, export_and_measure_android, export_android
-from ..compress.measure import EvalSet, export_table, file_sizes
 from ..compress.mediapipe_env import venv_python
-from ..compress.qat import quantize_aware
-from ..compress.tflite import (Calibration, export_and_measure, export_measured, export_onnx, export_saved_model,
-                               export_tflite, parse_quantizations)
-from ..data import load_splits
 from ..errors import DataError, TfxaiError
 from ..io.atomic import write_csv, write_json
 from ..io.output_folder import OutputFolder
 from ..model_card import CARD_JSON, CARD_MARKDOWN, read_model_card, write_card_files
-from ..training import FitSettings, fit_arrays
-from ..training.decision import Policy
 from . import _args
 
 REPORT_COLUMNS = ("format", "quantization", "path", "size_bytes", "gzip_bytes", "accuracy", "agreement",
@@ -93,9 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="validation images also classified by MediaPipe's ImageClassifier (0 = off)")
 
 
-def _pqat_row(model, data, evalset: EvalSet, calibration: Calibration, facts: dict, args) -> dict:
+def _pqat_row(model, data, evalset, calibration, facts: dict, args) -> dict:
     """Sparsity-preserving quantization-aware fine-tuning of a copy of ``model``, exported to int8
     and measured against the original Keras model (row "int8_pqat")."""
+    from ..classifier import keras_classifier
+    from ..compress.qat import quantize_aware
+    from ..compress.tflite import export_measured
+    from ..training.loop import FitSettings, fit_arrays
+
     qat_model = quantize_aware(model, preserve_sparsity=True, calibration_images=data.train.images, seed=args.seed)
     print(f"quantization-aware training (sparsity kept) for {args.pqat_epochs} epoch(s) on "
           f"{len(data.train)} training images")
@@ -113,6 +109,9 @@ EXPORT_REPORT = ("export_report.csv", "export_report.json", "export_config.json"
 def _facts(clf, checkpoint: str) -> dict:
     """The deployed model's facts: the checkpoint's own (with how its threshold was chosen, which
     ``--tta`` needs to choose it again), plus where it came from."""
+    from ..classifier import model_facts
+    from ..training.decision import Policy
+
     policy = Policy.from_facts(clf.facts)
     return model_facts(clf.class_names, clf.image_size, clf.channels, clf.resize_mode, clf.threshold,
                        clf.facts.get("preprocessing", ""), clf.temperature,
@@ -143,6 +142,8 @@ def _card_files(args, card: dict | None) -> bool:
 
 
 def _planned(args, quantizations, card: dict | None) -> list[str]:
+    from ..classifier import LABELS_NAME
+
     names = [f"{_stem(args, q)}{ext}" for q in quantizations for ext in (".tflite", ".json")] + [LABELS_NAME]
     if _card_files(args, card):
         names += [CARD_JSON, CARD_MARKDOWN]
@@ -158,6 +159,11 @@ def _planned(args, quantizations, card: dict | None) -> list[str]:
 
 
 def _measured_rows(model, clf, facts, quantizations, args) -> list[dict]:
+    from ..compress.android import android_metadata, export_and_measure_android
+    from ..compress.measure import EvalSet
+    from ..compress.tflite import Calibration, export_and_measure
+    from ..data import load_splits
+
     data = load_splits(args.data_dir, clf.image_size, clf.channels, clf.resize_mode, seed=args.seed,
                        progress=args.progress)
     if [c.lower() for c in data.class_names] != [c.lower() for c in clf.class_names]:
@@ -182,6 +188,11 @@ def _measured_rows(model, clf, facts, quantizations, args) -> list[dict]:
 
 
 def _size_rows(model, facts, quantizations, args) -> list[dict]:
+    from ..classifier import load_classifier
+    from ..compress.android import android_metadata, export_android
+    from ..compress.measure import file_sizes
+    from ..compress.tflite import export_tflite
+
     rows = []
     for q in quantizations:
         path = os.path.join(args.output_dir, f"{_stem(args, q)}.tflite")
@@ -199,6 +210,9 @@ def _size_rows(model, facts, quantizations, args) -> list[dict]:
 
 
 def _other_formats(model, args, card: dict | None) -> list[dict]:
+    from ..compress.measure import file_sizes
+    from ..compress.tflite import export_onnx, export_saved_model
+
     rows = []
     if args.target != "default":
         return rows
@@ -219,8 +233,8 @@ def _other_formats(model, args, card: dict | None) -> list[dict]:
 
 
 def _run_web(args: argparse.Namespace) -> int:
-    from ..compress.web import download_sizes, export_web
-    from ..compress.web_runtime import find_runtime
+    from ..classifier import load_classifier
+    from ..compress.web import download_sizes, export_web, find_runtime
 
     if args.quantization not in (None, "float32"):
         raise TfxaiError(f"--quantization {args.quantization!r}: --target web writes one float32 file (scores and "
@@ -244,6 +258,9 @@ def _run_web(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..classifier import load_classifier
+    from ..compress.tflite import parse_quantizations
+
     if args.output_dir is None:
         args.output_dir = os.path.join("runs", "web_app" if args.target == "web" else "export")
     if args.target == "web":
@@ -272,7 +289,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export(args, clf, quantizations, card: dict | None) -> int:
-    facts = _facts(clf, args.checkpoint)
+    from ..compress.measure import export_table
+
+    config = _facts(clf, args.checkpoint)
     # The card travels with the facts into every file: .tflite sidecars, the Android file's
     # metadata, the .keras copy; the reports below keep the facts alone.
     carried = {**facts, "model_card": card} if card is not None else facts

@@ -6,14 +6,10 @@ import os
 
 import numpy as np
 
-from ..classifier import load_classifier
 from ..data.folders import list_images
 from ..errors import OutputError, TfxaiError
-from ..evaluation import write_predictions_csv
 from ..io.atomic import display_path
 from ..io.output_folder import OutputFolder, check_output_file
-from ..ood import OODResult
-from ..predict import overlay_names, predict_files
 from . import _args
 
 
@@ -66,6 +62,9 @@ def _with_tta(clf, args):
 
 
 def run(args) -> int:
+    from ..classifier import load_classifier
+    from ..predict import overlay_names
+
     if args.data_dir and args.tta == 1:
         raise TfxaiError("--data-dir is used with --tta only (where the threshold is chosen again under TTA)")
     clf = load_classifier(args.checkpoint, args.threshold, args.class_names)
@@ -84,6 +83,10 @@ def run(args) -> int:
 
 
 def _predict(args, clf, paths: list[str], single: bool, overlay_path, csv_path, overlay_dir) -> int:
+    from ..evaluation import write_predictions_csv
+    from ..ood import OODResult
+    from ..predict import predict_files
+
     preds, skipped = predict_files(clf, paths, overlay_dir=overlay_dir if args.gradcam else None,
                                    overlay_path=overlay_path, gradcam=args.gradcam, batch_size=args.batch_size,
                                    root=None if single else args.image, progress=args.progress)

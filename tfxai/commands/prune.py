@@ -19,15 +19,19 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from ..compress.experiment import ExperimentConfig, comparison_table, prepare_cifar10, run_comparison
+from ..compress.comparison_report import comparison_table
 from ..data import load_splits
 from ..errors import DataError, TfxaiError
 from ..io.atomic import write_json
 from ..io.model_files import library_versions, load_model, read_model_facts
 from ..io.output_folder import OutputFolder
-from ..models import get_spec, list_models
+from ..model_specs import get_spec, list_models
 from . import _args
+
+if TYPE_CHECKING:  # the experiment loads TensorFlow (and tfmot): imported when the command runs
+    from ..compress.experiment import ExperimentConfig
 
 # Presets: the small default and --full. Explicit flags win over both.
 SMALL = {"epochs": 6, "prune_epochs": 3, "alpha": 0.35, "max_train_images": 6000, "max_eval_images": 2000,
@@ -60,7 +64,12 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``tfxai prune`` (one declaration per flag, hence the length)."""
+    """The flags of ``tfxai prune``: the data and the model, then the runs and their budget."""
+    _add_data_and_model_flags(parser)
+    _add_run_flags(parser)
+
+
+def _add_data_and_model_flags(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--data-dir", help="class-folder dataset (<root>/train/<class>/*, optional val/) "
                      "or a MedMNIST .npz; accuracy is measured on val (carved from train if absent)")
@@ -75,6 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", type=_args.int_range(1, 6), help="custom_cnn depth (blocks)")
     _args.add_checkpoint(parser, required=False, help="a trained .keras model to use as the dense baseline "
                          "(no dense training; its input size must match --image-size/--channels)")
+    parser.add_argument("--image-size", type=_args.IMAGE_SIZE, help="square input side (cifar10: 64, upsampled from "
+                        "32; folders: 64, --full 96)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 RGB (default 3 for "
+                        "cifar10, 1 for folders)")
+    _args.add_resize_mode(parser, unless="the --checkpoint's")
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", type=_names, default=("one_shot", "iterative", "random"),
                         help="comma list of one_shot, iterative, random (default: all three)")
     parser.add_argument("--sparsities", type=_floats, default=(0.5, 0.7, 0.8, 0.9),
@@ -82,11 +99,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=_args.POSITIVE, help="dense baseline epochs (small 6, --full 10)")
     parser.add_argument("--prune-epochs", type=_args.POSITIVE,
                         help="epochs of every pruned run, the same budget for all modes (small 3, CIFAR-10 1, --full 2)")
-    parser.add_argument("--image-size", type=_args.IMAGE_SIZE, help="square input side (cifar10: 64, upsampled from "
-                        "32; folders: 64, --full 96)")
-    parser.add_argument("--channels", type=int, choices=(1, 3), help="1 grey, 3 RGB (default 3 for "
-                        "cifar10, 1 for folders)")
-    _args.add_resize_mode(parser, unless="the --checkpoint's")
     parser.add_argument("--batch-size", type=_args.int_range(1, 4096), default=64)
     _args.add_learning_rate(parser, 4e-3, help="dense training: the start of a cosine decay to 5%% of it")
     parser.add_argument("--fine-tune-learning-rate", type=_args.float_range(0.0, 1.0, low_open=True), default=5e-4,
@@ -125,8 +137,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _args.add_progress(parser)
 
 
-def build_config(args: argparse.Namespace, source: str):
+def build_config(args: argparse.Namespace, source: str) -> ExperimentConfig:
     """ExperimentConfig from the flags: explicit flag > --full preset > small preset."""
+    from ..compress.experiment import ExperimentConfig
+
     preset = FULL if args.full else SMALL_CIFAR10 if source == "cifar10" else SMALL
 
     def pick(name):
@@ -150,23 +164,22 @@ def build_config(args: argparse.Namespace, source: str):
     sizes = IMAGE_SIZE["cifar10" if source == "cifar10" else "folder"]
     image_size = args.image_size or sizes[1 if args.full else 0]
     channels = args.channels or (3 if source == "cifar10" else 1)
-    try:
-        return ExperimentConfig(
-            model_type=args.model_type, model_options=tuple(sorted(options.items())),
-            image_size=image_size, channels=channels, resize_mode=args.resize_mode or "pad",
-            epochs=pick("epochs"), prune_epochs=pick("prune_epochs"), batch_size=args.batch_size,
-            learning_rate=args.learning_rate, fine_tune_learning_rate=args.fine_tune_learning_rate,
-            sparsities=tuple(args.sparsities), modes=tuple(args.modes), ramp_fraction=args.ramp_fraction,
-            frequency=args.frequency, min_params=args.min_params, structured_2x4=args.structured_2x4,
-            augment=pick("augment"), max_train_images=pick("max_train_images") or None,
-            max_eval_images=pick("max_eval_images") or None, latency_runs=pick("latency_runs"),
-            calibration_images=args.calibration_images, dense_fine_tune=pick("dense_fine_tune"),
-            pqat_epochs=pick("pqat_epochs"), hflip=source == "cifar10", seed=args.seed, policy=args.policy)
-    except ValueError as err:
-        raise TfxaiError(str(err)) from None
+    return ExperimentConfig(
+        model_type=args.model_type, model_options=tuple(sorted(options.items())),
+        image_size=image_size, channels=channels, resize_mode=args.resize_mode or "pad",
+        epochs=pick("epochs"), prune_epochs=pick("prune_epochs"), batch_size=args.batch_size,
+        learning_rate=args.learning_rate, fine_tune_learning_rate=args.fine_tune_learning_rate,
+        sparsities=tuple(args.sparsities), modes=tuple(args.modes), ramp_fraction=args.ramp_fraction,
+        frequency=args.frequency, min_params=args.min_params, structured_2x4=args.structured_2x4,
+        augment=pick("augment"), max_train_images=pick("max_train_images") or None,
+        max_eval_images=pick("max_eval_images") or None, latency_runs=pick("latency_runs"),
+        calibration_images=args.calibration_images, dense_fine_tune=pick("dense_fine_tune"),
+        pqat_epochs=pick("pqat_epochs"), hflip=source == "cifar10", seed=args.seed, policy=args.policy)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..compress.experiment import prepare_cifar10
+
     if args.checkpoint and not os.path.isfile(args.checkpoint):
         raise DataError(f"--checkpoint {args.checkpoint!r} does not exist")
     source = "cifar10" if args.dataset else "folder"
@@ -184,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare(args, cfg: ExperimentConfig, data_dir: str) -> int:
+    from ..compress.experiment import run_comparison
+
     data = load_splits(data_dir, cfg.image_size, cfg.channels, cfg.resize_mode, seed=cfg.seed,
                        progress=args.progress)
     print(data.summary())

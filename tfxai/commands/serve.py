@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-upload-mb", type=_args.int_range(1, 4096), default=64,
                    help="largest upload per request, in MB (default 64; also capped by $TFXAI_MAX_FILE_MB); "
                         "pixels per image are capped by $TFXAI_MAX_PIXELS (default 50,000,000)")
-    p.add_argument("--batch-size", type=_args.int_range(1, 256), default=16,
+    p.add_argument("--batch-size", dest="max_batch", type=_args.int_range(1, 256), default=16,
                    help="most images per model call; concurrent requests share calls (default 16)")
     p.add_argument("--uncertain-band", type=_args.float_range(0.0, 0.5), default=0.1,
                    help="highlight predictions whose probability is within this distance of the threshold "
@@ -145,7 +145,7 @@ def run(args) -> int:
 
     token, allowed_hosts = access(args.host, args.token, args.no_token)
     # First: a bad setting (a short --token ...) stops here, before the port or the model is taken.
-    settings = ServeSettings(max_batch=args.batch_size, uncertain_band=args.uncertain_band,
+    settings = ServeSettings(max_batch=args.max_batch, uncertain_band=args.uncertain_band,
                              max_upload_mb=args.max_upload_mb, lime_samples=args.lime_samples, token=token,
                              allowed_hosts=allowed_hosts, seed=args.seed)
     loopback = _is_loopback(args.host)

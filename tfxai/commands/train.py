@@ -1,27 +1,26 @@
-"""``tfxai train``: train a classifier on a class-folder dataset or a MedMNIST .npz."""
+"""``tfxai train``: train a classifier on a class-folder dataset or a MedMNIST .npz.
+
+The flags need only light modules (the config, the recipes, the model specs); training, and
+TensorFlow with it, is imported when the command runs.
+"""
 from __future__ import annotations
 
 import argparse
 import os
 
+from .. import metrics as metrics_lib
 from ..data import pneumoniamnist_path
 from ..errors import TfxaiError
-from .. import metrics as metrics_lib
-from ..metrics import format_metrics
-from ..models import get_spec, list_models
-from ..training import LR_SCHEDULES, SELECT_EPOCHS, STRATEGIES, THRESHOLD_POLICIES, TrainConfig, train
-from ..training.recipes import DEFAULT_RECIPE, get_recipe, list_recipes
+from ..model_specs import get_spec, list_models
+from ..training.config import LR_SCHEDULES, SELECT_EPOCHS, STRATEGIES, THRESHOLD_POLICIES, TrainConfig
+from ..training.recipes import DEFAULT_RECIPE, RECIPE_FIELDS, get_recipe, list_recipes
 from . import _args
 
-# Settings a --recipe may give: TrainConfig field -> the flag's dest. These flags are None unless
-# typed: an explicit flag overrides the recipe, and without either the TrainConfig default applies.
-RECIPE_FLAGS = {"model_type": "model_type", "epochs": "epochs", "batch_size": "batch_size",
-                "image_size": "image_size", "channels": "channels", "resize_mode": "resize_mode",
-                "learning_rate": "learning_rate", "augment": "augment", "class_weighting": "class_weights",
-                "label_smoothing": "label_smoothing", "patience": "patience",
-                "balanced_validation": "balanced_validation", "lr_schedule": "lr_schedule",
-                "ema_decay": "ema_decay", "select_epoch": "select_epoch", "threshold_policy": "threshold_policy",
-                "target_sensitivity": "target_sensitivity", "deterministic": "deterministic"}
+# A flag that sets a TrainConfig field has that field as its dest (tfxai.commands._args.flag_of).
+# The flags of the fields a recipe may set (RECIPE_FIELDS) are None unless typed: an explicit flag
+# overrides the recipe, and without either the TrainConfig default applies. The JSON ones are
+# merged into the recipe's options instead.
+MERGED_FIELDS = ("model_options", "augment_config")
 OR_RECIPE = "the recipe's"
 
 
@@ -117,11 +116,11 @@ def _add_validation_flags(p: argparse.ArgumentParser) -> None:
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction,
                    help=f"on-the-fly augmentation ({_default('augment')})")
-    p.add_argument("--augment-options", type=_args.json_object,
+    p.add_argument("--augment-options", dest="augment_config", type=_args.json_object,
                    help='JSON of tfxai.data.AugmentConfig fields over the recipe\'s, e.g. \'{"aspect": 0.2}\'')
     p.add_argument("--hflip", action=argparse.BooleanOptionalAction,
                    help="left-right flips (off by default: the heart is on the left)")
-    p.add_argument("--class-weights", action=argparse.BooleanOptionalAction,
+    p.add_argument("--class-weights", dest="class_weighting", action=argparse.BooleanOptionalAction,
                    help=f"balance classes in the loss, Kermany is about 1:3 NORMAL:PNEUMONIA "
                         f"({_default('class_weighting')})")
     p.add_argument("--label-smoothing", type=_args.float_range(0.0, 0.5, high_open=True),
@@ -168,7 +167,8 @@ def config_from_args(args) -> TrainConfig:
     name = chosen_recipe(args, data_dir)
     recipe = get_recipe(name) if name else None
     settings = recipe.settings if recipe else {}
-    typed = {field: getattr(args, dest) for field, dest in RECIPE_FLAGS.items() if getattr(args, dest) is not None}
+    typed = {field: getattr(args, field) for field in RECIPE_FIELDS
+             if field not in MERGED_FIELDS and getattr(args, field, None) is not None}
     model_options = dict(settings.get("model_options", {}))
     model_type = typed.get("model_type", settings.get("model_type", TrainConfig.model_type))
     if model_type != settings.get("model_type", TrainConfig.model_type):
@@ -177,7 +177,7 @@ def config_from_args(args) -> TrainConfig:
     model_options.update(args.model_options or {})
     # Without a recipe augment_config is {"hflip": ...} as it always was (a resume compares it).
     augment_config = dict(settings.get("augment_config", {})) if recipe else {"hflip": False}
-    augment_config.update(args.augment_options or {})
+    augment_config.update(args.augment_config or {})
     if args.hflip is not None:
         augment_config["hflip"] = args.hflip
     values = dict(
@@ -237,8 +237,10 @@ def _run_folds(config: TrainConfig, args) -> int:
 
 
 def run(args) -> int:
+    from ..shift import train_with_holdout
+    from ..training.loop import train
+
     config = config_from_args(args)
-    config.check()
     if config.recipe:
         how = "flags given explicitly override it"
         if args.recipe is None:
@@ -247,13 +249,11 @@ def run(args) -> int:
     if args.folds:
         return _run_folds(config, args)
     if args.holdout_pattern:
-        from ..shift import train_with_holdout
-
         result, scores = train_with_holdout(config, args.holdout_pattern)
         print(format_scores(scores))
     else:
         result = train(config)
-    print(format_metrics(result.val_metrics, prefix=f"validation (threshold {result.threshold:.3f}): "))
+    print(metrics_lib.format_metrics(result.val_metrics, prefix=f"validation (threshold {result.threshold:.3f}): "))
     print(f"trained in {result.seconds:.0f} s ({result.images_per_second:.0f} training images/s); "
           f"model {result.model_path}; model card {result.output_dir}/model_card.md; "
           f"curves {result.output_dir}/training_curves.png; "

@@ -5,7 +5,8 @@
 - :mod:`.qat`: (sparsity-preserving) quantization-aware training.
 - :mod:`.tflite`: TFLite conversion (float32 / dynamic / float16 / int8), sidecars, SavedModel, ONNX.
 - :mod:`.measure`: sizes, accuracy and agreement with Keras, latency under LiteRT.
-- :mod:`.experiment`: the one-shot vs iterative vs random comparison (``tfxai prune``).
+- :mod:`.experiment`: the one-shot vs iterative vs random comparison (``tfxai prune``); its tables
+  and figure in :mod:`.comparison_report`.
 
 The names below are re-exported lazily (importing this package loads no TensorFlow).
 """

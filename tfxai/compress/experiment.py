@@ -5,8 +5,9 @@ For each run: measured sparsity (overall and of the pruned layers), non-zero par
 accuracy on the validation images, the saved ``.keras`` size raw and gzipped, the TFLite float32
 size, the TFLite int8 size gzipped (pruned and quantized together), the compression ratio
 (dense ``.keras`` gzip / this run's int8 TFLite gzip) and the median int8 latency per image.
-Outputs: ``comparison.txt`` (the console table), ``comparison.csv``, ``comparison.json``
-(with per-layer sparsity), ``pruning_comparison.png`` (four panels) and TensorBoard logs.
+Outputs (:mod:`tfxai.compress.comparison_report`): ``comparison.txt`` (the console table),
+``comparison.csv``, ``comparison.json`` (with per-layer sparsity), ``pruning_comparison.png``
+(four panels); and TensorBoard logs.
 """
 from __future__ import annotations
 
@@ -24,14 +25,15 @@ from tqdm.auto import tqdm
 from .. import __version__
 from .._keras import keras
 from ..classifier import load_classifier, model_facts, num_classes_of, probabilities
-from ..data import AugmentConfig, default_cache_dir
-from ..errors import DataError, MissingDownloadError
-from ..io.atomic import write_atomic, write_csv, write_json, write_text
+from ..data import RESIZE_MODES, AugmentConfig, default_cache_dir
+from ..checks import check_choice, check_number
+from ..errors import ConfigError, DataError, MissingDownloadError
 from ..io.model_files import load_model, save_model
 from ..metrics import classification_metrics
+from ..model_specs import get_spec, list_models
 from ..models import build_model
-from ..tables import Column, format_table
 from ..training import FitSettings, fit_arrays
+from .comparison_report import write_outputs
 from .measure import gzip_size, keras_latency_ms, median_latency_ms
 from .prune import (MODES, LayerPolicy, copy_model, iterative_schedule, measure_sparsity, one_shot_schedule,
                     prune_model, pruning_callbacks, random_prune, strip)
@@ -60,6 +62,7 @@ class ExperimentConfig:
     (tfmot's PruneForLatencyOnXNNPack: 1x1 convolutions only, for XNNPack sparse inference).
     pqat_epochs: when > 0, every one-shot and iterative model also gets this many epochs of
     sparsity-preserving quantization-aware training (rows "<mode>+pqat", int8 from the QAT model).
+    Every field is checked when built (:class:`tfxai.errors.ConfigError` naming it).
     """
 
     model_type: str = "mobilenet_v2"
@@ -90,20 +93,26 @@ class ExperimentConfig:
     policy: str = "default"
 
     def __post_init__(self):
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        check_choice("model_type", self.model_type, list_models())
+        get_spec(self.model_type).check_options(dict(self.model_options))
+        check_number("image_size", self.image_size, 16, 1024, whole=True)
+        check_choice("channels", self.channels, (1, 3))
+        check_choice("resize_mode", self.resize_mode, RESIZE_MODES)
+        check_choice("policy", self.policy, POLICIES)
         bad = [m for m in self.modes if m not in MODES]
         if bad or not self.modes:
-            raise ValueError(f"modes must be a non-empty subset of {MODES}, got {self.modes!r}")
+            raise ConfigError("modes", f"must be a non-empty subset of {MODES}, got {self.modes!r}")
+        if not self.sparsities:
+            raise ConfigError("sparsities", "must list at least one target sparsity")
         for s in self.sparsities:
-            if not 0.0 < float(s) < 1.0:
-                raise ValueError(f"sparsities must be in (0, 1), got {s!r}")
-        if int(self.pqat_epochs) < 0:
-            raise ValueError(f"pqat_epochs must be >= 0, got {self.pqat_epochs!r}")
-        for name in ("epochs", "prune_epochs", "batch_size", "frequency"):
-            value = getattr(self, name)
-            if int(value) < (0 if name == "epochs" else 1):
-                raise ValueError(f"{name} must be >= {0 if name == 'epochs' else 1}, got {value!r}")
+            check_number("sparsities", s, 0, 1, low_open=True, high_open=True)
+        for name, low in (("epochs", 0), ("prune_epochs", 1), ("batch_size", 1), ("frequency", 1), ("pqat_epochs", 0),
+                          ("min_params", 0), ("calibration_images", 1), ("latency_runs", 1), ("seed", 0)):
+            check_number(name, getattr(self, name), low, whole=True)
+        for name in ("max_train_images", "max_eval_images"):
+            check_number(name, getattr(self, name), 1, whole=True, optional=True)
+        for name in ("learning_rate", "fine_tune_learning_rate", "ramp_fraction"):
+            check_number(name, getattr(self, name), 0, 1, low_open=True)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -351,89 +360,3 @@ def run_comparison(data, output_dir: str, cfg: ExperimentConfig | None = None,
     }
     write_outputs(doc, output_dir)
     return doc
-
-
-# ----------------------------------------------------------------------------- outputs
-TABLE_COLUMNS = (
-    Column("mode", "mode"), Column("target", "target_sparsity", "{:.2f}"), Column("meas.", "sparsity", "{:.3f}"),
-    Column("pruned", "sparsity_pruned_layers", "{:.3f}"), Column("nonzero", "nonzero_params", "{:d}"),
-    Column("acc", "accuracy", "{:.3f}"), Column("d_acc", "accuracy_change", "{:+.3f}"),
-    Column("int8 acc", "int8_accuracy", "{:.3f}"), Column("keras KB", "keras_bytes", "kb"),
-    Column("gzip KB", "keras_gzip_bytes", "kb"), Column("tflite KB", "tflite_bytes", "kb"),
-    Column("int8 gz KB", "tflite_int8_gzip_bytes", "kb"), Column("ratio", "compression_ratio", "{:.1f}x"),
-    Column("int8 ms", "latency_ms_int8", "{:.2f}"),
-)
-CSV_COLUMNS = ("model", "mode", "target_sparsity", "sparsity", "sparsity_pruned_layers", "nonzero_params",
-               "total_params", "accuracy", "accuracy_change", "int8_accuracy", "keras_bytes",
-               "keras_gzip_bytes", "tflite_bytes", "tflite_int8_bytes", "tflite_int8_gzip_bytes",
-               "compression_ratio", "latency_ms_int8", "latency_ms_keras", "steps", "pruning_end_step")
-
-
-def comparison_table(doc: dict) -> str:
-    """The console table: one row per run, sizes in KB, sparsities measured (not scheduled)."""
-    has_ft = any(row["mode"] == "dense_ft" for row in doc["rows"])
-    return "\n".join([
-        f"{doc['rows'][0]['model']}: accuracy on {doc['data']['eval_images']} {doc['data']['eval_split']} images; "
-        f"{doc['data']['train_images']} training images",
-        f"budget: {doc['budget']}",
-        format_table(doc["rows"], TABLE_COLUMNS),
-        ("dense_ft = the dense model trained for the same extra budget (no pruning); " if has_ft else "")
-        + "d_acc is relative to dense",
-        "meas. = measured zeros / all parameters (BatchNorm, depthwise and biases stay dense); "
-        "pruned = over the pruned layers; ratio = dense .keras gzip / int8 TFLite gzip; "
-        "int8 ms = median LiteRT latency per image"])
-
-
-def write_outputs(doc: dict, output_dir: str) -> dict[str, str]:
-    """comparison.txt/.csv/.json and pruning_comparison.png in ``output_dir``; returns their paths."""
-    paths = {k: os.path.join(output_dir, v) for k, v in (
-        ("table", "comparison.txt"), ("csv", "comparison.csv"), ("json", "comparison.json"),
-        ("figure", "pruning_comparison.png"))}
-    write_text(paths["table"], comparison_table(doc) + "\n")
-    write_csv(paths["csv"], doc["rows"], CSV_COLUMNS)
-    write_json(paths["json"], doc)
-    write_atomic(paths["figure"], lambda tmp: plot_comparison(doc["rows"], tmp))
-    return paths
-
-
-def plot_comparison(rows: list[dict], path: str | None = None):
-    """Four panels, one line per mode (dense as a dashed reference): accuracy vs measured
-    sparsity, model size (.keras gzip) vs sparsity, compression ratio vs sparsity, accuracy vs
-    int8 TFLite gzip size. Saved as PNG to ``path`` when given; returns the matplotlib Figure."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(12, 9), layout="constrained")
-    axes = fig.subplots(2, 2).ravel()
-    dense = next((r for r in rows if r["mode"] == "dense"), None)
-    modes = list(dict.fromkeys(r["mode"] for r in rows if r["mode"] not in ("dense", "dense_ft")))
-    tuned = next((r for r in rows if r["mode"] == "dense_ft"), None)
-    panels = (
-        (axes[0], "sparsity", "accuracy", "measured sparsity (all parameters)", "accuracy", 1.0, 1.0),
-        (axes[1], "sparsity", "keras_gzip_bytes", "measured sparsity (all parameters)", ".keras gzip size (KB)", 1.0, 1024.0),
-        (axes[2], "sparsity", "compression_ratio", "measured sparsity (all parameters)",
-         "compression (dense .keras gzip / int8 TFLite gzip)", 1.0, 1.0),
-        (axes[3], "tflite_int8_gzip_bytes", "accuracy", "int8 TFLite gzip size (KB)", "accuracy", 1024.0, 1.0),
-    )
-    for ax, xk, yk, xlabel, ylabel, xdiv, ydiv in panels:
-        for mode in modes:
-            pts = sorted((r[xk] / xdiv, r[yk] / ydiv) for r in rows if r["mode"] == mode)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=mode)
-        if dense is not None:
-            ax.scatter([dense[xk] / xdiv], [dense[yk] / ydiv], marker="*", s=160, color="black",
-                       label="dense", zorder=3)
-            if yk == "accuracy":
-                ax.axhline(dense[yk], color="black", linestyle="--", linewidth=0.8)
-        if tuned is not None:
-            ax.scatter([tuned[xk] / xdiv], [tuned[yk] / ydiv], marker="P", s=90, color="grey",
-                       label="dense, fine-tuned for the same budget", zorder=3)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0].set_title("accuracy vs sparsity")
-    axes[1].set_title("model size vs sparsity")
-    axes[2].set_title("compression ratio vs sparsity")
-    axes[3].set_title("accuracy vs size (pruned + int8)")
-    if path:
-        fig.savefig(path, dpi=110, format="png")
-    return fig

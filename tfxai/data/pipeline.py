@@ -7,11 +7,12 @@ heart is on the left); intensity changes (contrast, brightness, gamma) help acro
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from .._keras import tf
+from ..checks import check_bool, check_number
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,8 @@ class AugmentConfig:
     """On-the-fly augmentation. Geometric: rotation (degrees), zoom and shift (fractions of the
     side); intensity: contrast, brightness and gamma ranges, which also help across scanners.
     No left-right flip by default: the heart sits on the left of a chest X-ray. Optional (off by
-    default): aspect-ratio jitter, blur/sharpen, noise and down-up sampling."""
+    default): aspect-ratio jitter, blur/sharpen, noise and down-up sampling. Every amount is a
+    finite number >= 0 (checked when built)."""
 
     rotation: float = 7.0
     zoom: float = 0.1
@@ -36,6 +38,13 @@ class AugmentConfig:
     blur: float = 0.0
     noise: float = 0.0
     downup: float = 0.0
+
+    def __post_init__(self):
+        for f in fields(self):
+            if f.name == "hflip":
+                check_bool(f.name, self.hflip)
+            else:
+                check_number(f.name, getattr(self, f.name), 0)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

@@ -1,4 +1,5 @@
-"""Explainability: every method returns the same :class:`Explanation`.
+"""Explainability: every method is an :class:`Explainer` (one call shape, input checks and
+targets) and returns the same :class:`Explanation`.
 
 Methods: :class:`GradCAM` (from scratch, ``tf.GradientTape``), :class:`CamVisExplainer`
 (Grad-CAM++, Score-CAM, Faster-ScoreCAM and SmoothGrad through tf-keras-vis) and

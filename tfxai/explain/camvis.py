@@ -25,8 +25,9 @@ import logging
 import numpy as np
 
 from .._keras import keras, tf
+from ..checks import check_choice, check_number
+from .gradcam import build_cam_graph
 from .types import HeatmapExplainer, normalize_heatmap
-from .gradcam import build_cam_graph, check_images, check_targets
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +57,20 @@ class CamVisExplainer(HeatmapExplainer):
     def __init__(self, model: keras.Model, method: str = "gradcam++", layer: str | None = None,
                  seed: int = 0, batch_size: int = 32, max_n: int = 10, smooth_samples: int = 20,
                  smooth_noise: float = 0.2):
-        if method not in VIS_METHODS:
-            raise ValueError(f"method must be one of {VIS_METHODS}, got {method!r}")
-        if batch_size < 1 or max_n < 1 or smooth_samples < 1:
-            raise ValueError(f"batch_size, max_n and smooth_samples must be >= 1, got "
-                             f"{batch_size!r}, {max_n!r}, {smooth_samples!r}")
-        if not 0.0 < smooth_noise < 1.0:
-            raise ValueError(f"smooth_noise must be in (0, 1), got {smooth_noise!r}")
+        super().__init__(batch_size)
+        check_choice("method", method, VIS_METHODS)
+        check_number("max_n", max_n, 1, whole=True)
+        check_number("smooth_samples", smooth_samples, 1, whole=True)
+        check_number("smooth_noise", smooth_noise, 0, 1, low_open=True, high_open=True)
         self.model = model
         self.method = method
         self.seed = int(seed)
-        self.batch_size = int(batch_size)
         self.max_n = int(max_n)
         self.smooth_samples = int(smooth_samples)
         self.smooth_noise = float(smooth_noise)
         self.graph = build_cam_graph(model, layer)
         self.layer_path = self.graph.layer_path
+        self.input_shape = tuple(model.input_shape[1:])
         self.num_classes = self.graph.num_classes
         self._logits_model, self._feature_layer = self.graph.vis_model()
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
@@ -119,11 +118,7 @@ class CamVisExplainer(HeatmapExplainer):
             return self._vis(score, tf.constant(x), smooth_samples=self.smooth_samples,
                              smooth_noise=self.smooth_noise)
 
-    def heatmaps(self, images, targets=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """images (N, H, W, C) raw pixels -> (float32 (N, H, W) in [0, 1], probabilities (N, K),
-        targets (N,)); targets default to the predicted class."""
-        x = check_images(images, self.model)
-        t = check_targets(targets, len(x), self.num_classes)
+    def _heatmaps(self, x: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         logits = np.concatenate([self._logits_fn(tf.constant(x[i:i + self.batch_size])).numpy()
                                  for i in range(0, len(x), self.batch_size)])
         probs = tf.nn.softmax(logits, axis=-1).numpy().astype(np.float32)

@@ -253,33 +253,6 @@ def build_cam_graph(model: keras.Model, layer: str | None = None) -> CamGraph:
                     num_classes_of(units), from_probs, raw_features=features)
 
 
-def check_images(images, model: keras.Model) -> np.ndarray:
-    """images (N, H, W, C) or one (H, W, C) image, raw pixels -> float32 (N, H, W, C); ValueError
-    naming the shape when it does not fit the model."""
-    x = np.asarray(images, np.float32)
-    want = tuple(model.input_shape[1:])
-    if x.ndim == len(want):
-        x = x[None]
-    if x.ndim != len(want) + 1 or any(w is not None and w != s for w, s in zip(want, x.shape[1:])):
-        raise ValueError(f"images must have shape (N, {', '.join(map(str, want))}) for model "
-                         f"{model.name!r}, got {np.asarray(images).shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("images contain NaN or inf")
-    return x
-
-
-def check_targets(targets, n: int, num_classes: int) -> np.ndarray | None:
-    if targets is None:
-        return None
-    t = np.asarray(targets, np.int64).reshape(-1)
-    if t.size == 1 and n > 1:
-        t = np.repeat(t, n)
-    if t.size != n or t.min() < 0 or t.max() >= num_classes:
-        raise ValueError(f"targets must be {n} class indices in [0, {num_classes - 1}], "
-                         f"got {np.asarray(targets).tolist()!r}")
-    return t
-
-
 class GradCAM(HeatmapExplainer):
     """Grad-CAM for a tf_keras model taking raw pixels (N, H, W, C).
 
@@ -293,13 +266,12 @@ class GradCAM(HeatmapExplainer):
     method = "gradcam"
 
     def __init__(self, model: keras.Model, layer: str | None = None, batch_size: int = 32):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        super().__init__(batch_size)
         self.model = model
         self.graph = build_cam_graph(model, layer)
         self.layer_path = self.graph.layer_path
+        self.input_shape = tuple(model.input_shape[1:])
         self.num_classes = self.graph.num_classes
-        self.batch_size = int(batch_size)
         grad_model = self.graph.grad_model()
         height, width = model.input_shape[1:3]
 
@@ -330,11 +302,7 @@ class GradCAM(HeatmapExplainer):
     def params(self) -> dict:
         return {"layer": self.layer_name}
 
-    def heatmaps(self, images, targets=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """images (N, H, W, C) raw pixels -> (heatmaps float32 (N, H, W) in [0, 1],
-        probabilities float32 (N, K), explained targets int64 (N,))."""
-        x = check_images(images, self.model)
-        t = check_targets(targets, len(x), self.num_classes)
+    def _heatmaps(self, x: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cams, probs, used = [], [], []
         if t is None:
             t = np.full(len(x), -1, np.int64)

@@ -21,8 +21,10 @@ from typing import Callable
 import numpy as np
 
 from .._keras import compiled_call
+from ..checks import check_number
 from ..classifier import probabilities
-from .types import Explanation
+from ..errors import ConfigError
+from .types import Explainer, Explanation
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,7 @@ def keras_predict_fn(model, batch_size: int = 64) -> PredictFn:
     """A compiled forward pass: images float32 (N, H, W, C) in [0, 255] -> probabilities (N, K),
     run in batches of ``batch_size`` (one trace for every batch size)."""
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    check_number("batch_size", batch_size, 1, whole=True)
     forward = compiled_call(model)
 
     def predict(images: np.ndarray) -> np.ndarray:
@@ -77,7 +78,7 @@ def _segment_means(image: np.ndarray, segments: np.ndarray) -> np.ndarray:
     return out
 
 
-class LimeExplainer:
+class LimeExplainer(Explainer):
     """LIME heatmaps from superpixel weights.
 
     predict_fn: images float32 (N, H, W, C) in [0, 255] -> probabilities (N, K)
@@ -86,10 +87,11 @@ class LimeExplainer:
     n_segments: SLIC superpixels; hide: "mean" (each superpixel replaced by its mean, lime's
     default), "blur" or a constant grey value; batch_size: images per model call.
 
-    ``explain(images, targets=None)`` -> list of :class:`Explanation`: heatmap float32 (H, W) in
-    [0, 1] = positive superpixel weights / max; ``extras`` holds ``weights`` (one per superpixel,
-    signed), ``top_positive`` / ``top_negative`` [(segment, weight), ...], ``score`` (R^2 of the
-    local fit), ``segments`` (int32 (H, W)).
+    ``explain(images, targets=None)`` (:class:`tfxai.explain.Explainer`; any image size, the
+    number of classes known once the model has run) -> one :class:`Explanation` per image:
+    heatmap float32 (H, W) in [0, 1] = positive superpixel weights / max; ``extras`` holds
+    ``weights`` (one per superpixel, signed), ``top_positive`` / ``top_negative`` [(segment,
+    weight), ...], ``score`` (R^2 of the local fit), ``segments`` (int32 (H, W)).
     """
 
     method = "lime"
@@ -97,19 +99,17 @@ class LimeExplainer:
     def __init__(self, predict_fn: PredictFn, num_samples: int = 1000, n_segments: int = 100,
                  seed: int = 0, batch_size: int = 64, hide: str | float = "mean",
                  kernel_width: float = 0.25, top_regions: int = 5, compactness: float = 0.1):
-        if num_samples < 10:
-            raise ValueError(f"num_samples must be >= 10, got {num_samples!r}")
-        if not 2 <= n_segments <= 1000:
-            raise ValueError(f"n_segments must be in [2, 1000], got {n_segments!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        if not (hide in ("mean", "blur") or isinstance(hide, (int, float))):
-            raise ValueError(f"hide must be 'mean', 'blur' or a grey value, got {hide!r}")
+        super().__init__(batch_size)
+        check_number("num_samples", num_samples, 10, whole=True)
+        check_number("n_segments", n_segments, 2, 1000, whole=True)
+        if isinstance(hide, str) and hide not in ("mean", "blur"):
+            raise ConfigError("hide", f"must be 'mean', 'blur' or a grey value, got {hide!r}")
+        if not isinstance(hide, str):
+            check_number("hide", hide, 0, 255)  # a grey value
         self.predict_fn = predict_fn
         self.num_samples = int(num_samples)
         self.n_segments = int(n_segments)
         self.seed = int(seed)
-        self.batch_size = int(batch_size)
         self.hide = hide
         self.kernel_width = float(kernel_width)
         self.top_regions = int(top_regions)
@@ -139,17 +139,15 @@ class LimeExplainer:
             keep = on_off[i:i + self.batch_size][:, segments].astype(bool)[..., None]
             yield np.where(keep, image[None], hidden[None])
 
-    def explain_one(self, image: np.ndarray, target: int | None = None) -> Explanation:
-        """Explain one image (H, W, C) raw pixels; target None = the predicted class."""
+    def _explain(self, x: np.ndarray, targets: np.ndarray | None) -> list[Explanation]:
+        return [self._explain_image(img, None if targets is None else int(targets[i])) for i, img in enumerate(x)]
+
+    def _explain_image(self, img: np.ndarray, target: int | None) -> Explanation:
+        """Explain one checked image float32 (H, W, C) raw pixels; target None = the predicted class."""
         from lime import lime_image
         from sklearn.metrics import pairwise_distances
 
         start = time.perf_counter()
-        img = np.asarray(image, np.float32)
-        if img.ndim == 2:
-            img = img[..., None]
-        if img.ndim != 3:
-            raise ValueError(f"image must be (H, W, C), got shape {np.shape(image)}")
         segments = slic_segments(img, self.n_segments, self.compactness)
         n_features = int(segments.max()) + 1
         hidden = self._hidden(img, segments)
@@ -188,23 +186,6 @@ class LimeExplainer:
         return Explanation(heat.astype(np.float32), self.method, int(target),
                            float(probs[0, int(target)]), self.params,
                            time.perf_counter() - start, extras)
-
-    def explain(self, images, targets=None) -> list[Explanation]:
-        """images (N, H, W, C) or one (H, W, C) -> one :class:`Explanation` per image."""
-        x = np.asarray(images, np.float32)
-        if x.ndim == 3:
-            x = x[None]
-        if x.ndim != 4:
-            raise ValueError(f"images must be (N, H, W, C), got shape {np.shape(images)}")
-        if targets is None:
-            t = [None] * len(x)
-        else:
-            t = np.asarray(targets, np.int64).reshape(-1)
-            if t.size == 1:
-                t = np.repeat(t, len(x))
-            if t.size != len(x):
-                raise ValueError(f"{len(x)} images but {t.size} targets")
-        return [self.explain_one(img, None if tt is None else int(tt)) for img, tt in zip(x, t)]
 
 
 def region_mask(segments: np.ndarray, regions) -> np.ndarray:

@@ -54,14 +54,34 @@ def lung_mask(image: np.ndarray, return_fallback: bool = False):
     image: (H, W) or (H, W, C) grey/RGB, any numeric dtype (scaled by its own range).
     Returns bool (H, W), True inside the estimated lungs; with ``return_fallback`` also a bool
     saying whether the fixed prior (:func:`prior_lung_mask`) was used because no plausible pair of
-    lung regions was found. One pipeline of classical steps (CLAHE, Otsu, erosion, components,
-    hull, mirroring), kept in one function so the steps read in order.
+    lung regions was found. Classical steps, in order: the dark class (CLAHE, Otsu), the lung
+    cores (deep erosion, components away from the border), their hulls mirrored about the midline.
     """
     import cv2
-    from skimage import filters, measure
 
     grey = _to_grey(image)
     h0, w0 = grey.shape
+    dark = _dark_class(grey)
+    labels, found = _lung_cores(dark)
+    mask = _lung_fields(dark, labels, found) if found else None
+    fallback = mask is None or not _plausible(mask)
+    if fallback:
+        mask = prior_lung_mask((_WORK_SIZE, _WORK_SIZE))
+    out = cv2.resize(mask.astype(np.uint8), (w0, h0), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return (out, fallback) if return_fallback else out
+
+
+def _disk(r: int):
+    import cv2
+
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def _dark_class(grey: np.ndarray) -> np.ndarray:
+    """uint8 (S, S) at the working size, 1 where the film is dark (lungs and outside air)."""
+    import cv2
+    from skimage import filters
+
     s = _WORK_SIZE
     g = cv2.resize(grey, (s, s), interpolation=cv2.INTER_AREA)
     g = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(g)
@@ -70,15 +90,19 @@ def lung_mask(image: np.ndarray, return_fallback: bool = False):
     # or padding do not pull the threshold down.
     centre = g[s // 8: 7 * s // 8, s // 8: 7 * s // 8]
     t = filters.threshold_otsu(centre) if centre.max() > centre.min() else 128
-    dark = (g < t).astype(np.uint8)
+    return (g < t).astype(np.uint8)
 
-    def disk(r):
-        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
+def _lung_cores(dark: np.ndarray) -> tuple[np.ndarray, list]:
+    """(component labels of the eroded dark class, the regions taken as lungs: the largest on
+    each side, each at least a fifth of the larger one; none when nothing plausible is left)."""
+    import cv2
+    from skimage import measure
+
+    s = _WORK_SIZE
     # A deep erosion cuts the thin dark bridges between a lung and the outside air; regions that then
     # still touch the border are outside air or padding.
-    core = cv2.erode(dark, disk(_ERODE))
-    labels = measure.label(core, connectivity=1)
+    labels = measure.label(cv2.erode(dark, _disk(_ERODE)), connectivity=1)
     border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])).tolist())
     candidates = []
     for region in measure.regionprops(labels):
@@ -90,38 +114,39 @@ def lung_mask(image: np.ndarray, return_fallback: bool = False):
     candidates.sort(key=lambda r: r.area, reverse=True)
     left = [r for r in candidates if r.centroid[1] < 0.5 * s][:1]
     right = [r for r in candidates if r.centroid[1] >= 0.5 * s][:1]
-    found = [r for r in left + right if r.area >= 0.2 * max(c.area for c in left + right)]
-    fallback = not found
-    if fallback:
-        mask = prior_lung_mask((s, s))
-    else:
-        hulls = np.zeros((s, s), np.uint8)
-        for r in found:
-            seed = (labels == r.label).astype(np.uint8)
-            # Grow the eroded core back inside the dark mask, then take its convex hull: a lung with
-            # a bright consolidation stays one region.
-            grown = cv2.dilate(seed, disk(_ERODE + 2)) & dark
-            cv2.fillConvexPoly(hulls, cv2.convexHull(cv2.findNonZero(grown)), 1)
-        # Lungs are roughly mirror images: add each hull mirrored about the body's midline, so a
-        # lung too consolidated to look dark (or hidden by the heart) is still covered.
-        cols = np.flatnonzero(dark[s // 4: 3 * s // 4].mean(axis=0) < 0.9)
-        mid = 0.5 * (cols.min() + cols.max()) if len(found) == 1 and len(cols) else None
-        if mid is None:
-            xs = np.flatnonzero(hulls.any(axis=0))
-            mid = 0.5 * (xs.min() + xs.max())
-        shift = int(round(2 * mid - (s - 1)))
-        mirrored = np.roll(hulls[:, ::-1], shift, axis=1)
-        if shift > 0:
-            mirrored[:, :shift] = 0
-        elif shift < 0:
-            mirrored[:, shift:] = 0
-        mask = (hulls | mirrored).astype(bool)
-        rows = np.flatnonzero(mask.any(axis=1))
-        # Implausible (a sliver, or most of the film): the prior is the better guess.
-        if not (_MIN_AREA <= mask.mean() <= _MAX_AREA and rows.max() - rows.min() >= 0.3 * s):
-            mask, fallback = prior_lung_mask((s, s)), True
-    out = cv2.resize(mask.astype(np.uint8), (w0, h0), interpolation=cv2.INTER_NEAREST).astype(bool)
-    return (out, fallback) if return_fallback else out
+    return labels, [r for r in left + right if r.area >= 0.2 * max(c.area for c in left + right)]
+
+
+def _lung_fields(dark: np.ndarray, labels: np.ndarray, found: list) -> np.ndarray:
+    """bool (S, S): each core grown back inside the dark class and filled to its convex hull (a lung
+    with a bright consolidation stays one region), plus each hull mirrored about the body's midline
+    (lungs are roughly mirror images: one too consolidated to look dark, or hidden by the heart, is
+    still covered)."""
+    import cv2
+
+    s = _WORK_SIZE
+    hulls = np.zeros((s, s), np.uint8)
+    for r in found:
+        grown = cv2.dilate((labels == r.label).astype(np.uint8), _disk(_ERODE + 2)) & dark
+        cv2.fillConvexPoly(hulls, cv2.convexHull(cv2.findNonZero(grown)), 1)
+    cols = np.flatnonzero(dark[s // 4: 3 * s // 4].mean(axis=0) < 0.9)
+    mid = 0.5 * (cols.min() + cols.max()) if len(found) == 1 and len(cols) else None
+    if mid is None:
+        xs = np.flatnonzero(hulls.any(axis=0))
+        mid = 0.5 * (xs.min() + xs.max())
+    shift = int(round(2 * mid - (s - 1)))
+    mirrored = np.roll(hulls[:, ::-1], shift, axis=1)
+    if shift > 0:
+        mirrored[:, :shift] = 0
+    elif shift < 0:
+        mirrored[:, shift:] = 0
+    return (hulls | mirrored).astype(bool)
+
+
+def _plausible(mask: np.ndarray) -> bool:
+    """Not a sliver, not most of the film (else the prior is the better guess)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    return _MIN_AREA <= mask.mean() <= _MAX_AREA and rows.max() - rows.min() >= 0.3 * _WORK_SIZE
 
 
 def lung_energy_share(model, images: np.ndarray, target: int = 1, max_images: int | None = 200,

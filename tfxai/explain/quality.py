@@ -24,12 +24,11 @@ import numpy as np
 
 from .._keras import keras
 from ..classifier import probabilities
-from .types import normalize_heatmap
+from .types import BASELINES, normalize_heatmap
 
 log = logging.getLogger(__name__)
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
-BASELINES = ("zero", "blur", "mean")
 
 
 def _check_pair(image: np.ndarray, heatmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

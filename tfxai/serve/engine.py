@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..checks import check_number
 from ..classifier import Classifier
 from ..data.decode import ResizeInfo, decode_bytes, display_size, heatmap_to_original, max_file_bytes, resize_image
+from ..errors import ConfigError
 from ..ood import OODResult
 from ..predict import MAX_OVERLAY_SIDE
 
@@ -36,7 +38,8 @@ MAX_NAME_CHARS = 200
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """How the server behaves; every field is checked here (ValueError naming the value)."""
+    """How the server behaves; every field is checked when built (:class:`tfxai.errors.ConfigError`
+    naming the field and the value)."""
 
     # Inference. uncertain_band: a binary prediction is "uncertain" when |P(positive) - threshold|
     # <= band (multi-class: top-1 minus top-2 <= 2 x band); overlays are drawn on the original
@@ -60,22 +63,18 @@ class ServeSettings:
     seed: int = 0
 
     def __post_init__(self):
-        checks = {"max_batch": (1, 1024), "overlay_max_side": (64, 8192), "max_upload_mb": (1, 4096),
-                  "max_files": (1, 1000), "lime_samples": (10, 100000), "explain_steps": (2, 1000),
-                  "max_pending_jobs": (1, 100)}
-        for name, (low, high) in checks.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name} must be a whole number in [{low}, {high}], got {value!r}")
-        band = self.uncertain_band
-        if isinstance(band, bool) or not isinstance(band, (int, float)) or not 0.0 <= band <= 0.5:
-            raise ValueError(f"uncertain_band must be in [0, 0.5], got {band!r}")
+        for name, (low, high) in {"max_batch": (1, 1024), "overlay_max_side": (64, 8192), "max_upload_mb": (1, 4096),
+                                  "max_files": (1, 1000), "lime_samples": (10, 100000), "explain_steps": (2, 1000),
+                                  "max_pending_jobs": (1, 100), "seed": (0, None)}.items():
+            check_number(name, getattr(self, name), low, high, whole=True)
+        check_number("uncertain_band", self.uncertain_band, 0, 0.5)
         if self.token is not None and (not isinstance(self.token, str) or len(self.token) < 8
                                        or not self.token.isprintable() or " " in self.token):
-            raise ValueError("token must be at least 8 printable characters without spaces "
-                             f"(got {len(self.token) if isinstance(self.token, str) else self.token!r} characters)")
+            # The message never repeats the token: it is a secret.
+            raise ConfigError("token", "must be at least 8 printable characters without spaces (got "
+                              f"{len(self.token) if isinstance(self.token, str) else self.token!r} characters)")
         if not self.allowed_hosts:
-            raise ValueError("allowed_hosts must name at least one host (or '*')")
+            raise ConfigError("allowed_hosts", "must name at least one host (or '*')")
 
     @property
     def max_upload_bytes(self) -> int:

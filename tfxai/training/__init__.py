@@ -8,17 +8,16 @@ size, preprocessing, threshold, versions), ``history.csv``, ``training_curves.pn
 JSON also inside the model) and TensorBoard ``logs/``. A killed run resumes from its last completed epoch
 (Keras ``BackupAndRestore``) when started again with the same output folder; a finished run is
 never overwritten, and ``overwrite=True`` removes only what tfxai wrote.
-
-The names below are re-exported lazily, so ``from tfxai.training import TrainConfig`` does not
-import TensorFlow.
 """
 from __future__ import annotations
 
 from .._lazy import lazy_exports
 
+# Re-exported lazily: the config and recipes are light (the command line reads them for --help),
+# the loop loads TensorFlow.
 _EXPORTS = {
-    ".callbacks": ("read_history",),
     ".config": ("LR_SCHEDULES", "SELECT_EPOCHS", "STRATEGIES", "THRESHOLD_POLICIES", "TrainConfig"),
+    ".callbacks": ("read_history",),
     ".loop": ("FitSettings", "TrainResult", "choose_threshold", "compile_model", "fit_arrays", "train"),
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -1,13 +1,14 @@
-"""``TrainConfig``: everything a training run depends on, checked before any work starts."""
+"""``TrainConfig``: everything a training run depends on, checked when it is built (before any
+work starts). Imports nothing heavy: ``tfxai train --help`` shows its defaults."""
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
+from ..checks import check_bool, check_choice, check_number, check_text
 from ..data.geometry import TRAIN_RESIZE_MODES
 from ..errors import ConfigError
 from ..metrics import THRESHOLD_POLICIES
-from ..models import get_spec, list_models
+from ..model_specs import get_spec, list_models
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 SELECT_EPOCHS = ("val_loss", "last")  # which epoch becomes best_model.keras
@@ -17,7 +18,8 @@ MAX_IMAGE_SIZE = 1024  # a 1024 px square already needs ~4 GB per batch of 32 fo
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on; saved in ``run_config.json``.
+    """Everything a training run depends on; saved in ``run_config.json``. Every field is checked
+    when the config is built (:class:`tfxai.errors.ConfigError` naming the first bad one).
 
     ``learning_rate``: Adam's learning rate (finite, > 0). ``model_options``: the registry's options of
     ``model_type`` (e.g. ``{"width": 16}``). ``augment_config``: fields of
@@ -81,82 +83,50 @@ class TrainConfig:
         """The seed of the validation split: ``split_seed``, or ``seed`` when it is None."""
         return self.seed if self.split_seed is None else self.split_seed
 
-    def check(self) -> None:
+    def __post_init__(self):
         """Raise :class:`ConfigError` naming the first field that is out of range."""
-        if self.model_type not in list_models():
-            raise ConfigError("model_type", f"{self.model_type!r} is not one of {list_models()}")
+        check_choice("model_type", self.model_type, list_models())
         for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 0), ("lr_patience", 0),
-                          ("freeze_epochs", 0), ("fine_tune_layers", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(name, f"must be a whole number >= {low}, got {value!r}")
-        if not isinstance(self.image_size, int) or not 16 <= self.image_size <= MAX_IMAGE_SIZE:
-            raise ConfigError("image_size", f"must be a whole number of pixels in [16, {MAX_IMAGE_SIZE}], "
-                                            f"got {self.image_size!r}")
-        for name in ("seed", "split_seed"):
-            value = getattr(self, name)
-            if (value is not None or name == "seed") and (isinstance(value, bool) or not isinstance(value, int)
-                                                          or value < 0):
-                raise ConfigError(name, f"must be a whole number >= 0, got {value!r}")
-        if self.max_train_images is not None and (not isinstance(self.max_train_images, int)
-                                                  or self.max_train_images < 2):
-            raise ConfigError("max_train_images", f"must be a whole number >= 2, got {self.max_train_images!r}")
-        if self.channels not in (1, 3):
-            raise ConfigError("channels", f"must be 1 or 3, got {self.channels!r}")
-        if self.resize_mode not in TRAIN_RESIZE_MODES:
-            raise ConfigError("resize_mode", f"must be one of {TRAIN_RESIZE_MODES}, got {self.resize_mode!r}")
-        lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or not 0 < lr <= 1:
-            raise ConfigError("learning_rate", f"must be a finite number in (0, 1], got {self.learning_rate!r}")
-        if not isinstance(self.balanced_validation, bool):
-            raise ConfigError("balanced_validation", f"must be true or false, got {self.balanced_validation!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError("lr_schedule", f"must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        decay = self.ema_decay
-        if (isinstance(decay, bool) or not isinstance(decay, (int, float)) or not math.isfinite(decay)
-                or not 0.0 <= decay < 1.0):
-            raise ConfigError("ema_decay", f"must be a number in [0, 1) (0: no averaging), got {self.ema_decay!r}")
-        if self.select_epoch not in SELECT_EPOCHS:
-            raise ConfigError("select_epoch", f"must be one of {SELECT_EPOCHS}, got {self.select_epoch!r}")
+                          ("freeze_epochs", 0), ("fine_tune_layers", 0), ("seed", 0)):
+            check_number(name, getattr(self, name), low, whole=True)
+        check_number("image_size", self.image_size, 16, MAX_IMAGE_SIZE, whole=True)
+        check_number("split_seed", self.split_seed, 0, whole=True, optional=True)
+        check_number("max_train_images", self.max_train_images, 2, whole=True, optional=True)
+        check_choice("channels", self.channels, (1, 3))
+        check_choice("resize_mode", self.resize_mode, TRAIN_RESIZE_MODES)
+        check_number("learning_rate", self.learning_rate, 0, 1, low_open=True)
+        for name in ("pretrained", "augment", "class_weighting", "balanced_validation", "calibrate",
+                     "deterministic", "overwrite"):
+            check_bool(name, getattr(self, name))
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_number("ema_decay", self.ema_decay, 0, 1, high_open=True)  # 0: no averaging
+        check_choice("select_epoch", self.select_epoch, SELECT_EPOCHS)
         _check_augment_config(self.augment_config)
-        if self.recipe is not None and (not isinstance(self.recipe, str) or not self.recipe.strip()):
-            raise ConfigError("recipe", f"must be a recipe name or None, got {self.recipe!r}")
-        if not 0.0 <= self.label_smoothing < 0.5:
-            raise ConfigError("label_smoothing", f"must be in [0, 0.5), got {self.label_smoothing!r}")
-        if not 0.0 < self.val_fraction < 0.5:
-            raise ConfigError("val_fraction", f"must be in (0, 0.5), got {self.val_fraction!r}")
-        if not 0.0 < self.target_sensitivity <= 1.0:
-            raise ConfigError("target_sensitivity", f"must be in (0, 1], got {self.target_sensitivity!r}")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError("strategy", f"must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.threshold_policy not in THRESHOLD_POLICIES:
-            raise ConfigError("threshold_policy", f"must be one of {THRESHOLD_POLICIES}, got {self.threshold_policy!r}")
+        check_text("recipe", self.recipe, optional=True)
+        check_number("label_smoothing", self.label_smoothing, 0, 0.5, high_open=True)
+        check_number("val_fraction", self.val_fraction, 0, 0.5, low_open=True, high_open=True)
+        check_number("target_sensitivity", self.target_sensitivity, 0, 1, low_open=True)
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("threshold_policy", self.threshold_policy, THRESHOLD_POLICIES)
         if self.pretrained and self.model_type != "mobilenet_v2":
             raise ConfigError("pretrained", f"ImageNet weights exist for mobilenet_v2 only, not {self.model_type!r}")
-        try:
-            get_spec(self.model_type).check_options(self.model_options)
-        except ValueError as err:
-            raise ConfigError("model_options", str(err)) from None
+        get_spec(self.model_type).check_options(self.model_options)
 
 
 def _check_augment_config(options) -> None:
-    """ConfigError naming an unknown :class:`tfxai.data.AugmentConfig` field or a bad value."""
-    from dataclasses import fields
-
-    from ..data.pipeline import AugmentConfig
-
-    known = {f.name: f.type for f in fields(AugmentConfig)}
+    """ConfigError naming an unknown :class:`tfxai.data.AugmentConfig` field or a bad value (the
+    dataclass checks its own fields; importing it loads TensorFlow, so only when there is one)."""
     if not isinstance(options, dict):
         raise ConfigError("augment_config", f"must be a JSON object such as {{\"aspect\": 0.2}}, got {options!r}")
+    if not options:
+        return
+    from ..data.pipeline import AugmentConfig
+
+    known = sorted(f.name for f in fields(AugmentConfig))
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ConfigError("augment_config", f"unknown field(s) {unknown}; AugmentConfig has {sorted(known)}")
-    for key, value in options.items():
-        if known[key] in (bool, "bool"):
-            ok = isinstance(value, bool)
-        else:
-            ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-                  and value >= 0)
-        if not ok:
-            what = "true or false" if known[key] in (bool, "bool") else "a finite number >= 0"
-            raise ConfigError("augment_config", f"{key!r} must be {what}, got {value!r}")
+        raise ConfigError("augment_config", f"unknown field(s) {unknown}; AugmentConfig has {known}")
+    try:
+        AugmentConfig(**options)
+    except ConfigError as err:  # AugmentConfig's field, named inside TrainConfig's
+        raise ConfigError("augment_config", f"{err.field!r} {err.message}") from None

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .. import data as data_lib
+from ..checks import check_number
 from ..classifier import Classifier, load_classifier
 from ..ensemble import ENSEMBLE_ENTRIES, ENSEMBLE_MODEL_NAME, make_ensemble
 from ..model_card import write_model_card
@@ -64,8 +65,7 @@ def assign_folds(labels, groups, folds: int, seed: int = 0, class_names=None) ->
     from sklearn.model_selection import StratifiedGroupKFold
 
     labels, groups = np.asarray(labels).reshape(-1), np.asarray(groups)
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"folds must be a whole number >= 2, got {folds!r}")
+    check_number("folds", folds, 2, whole=True)
     if len(groups) != len(labels):
         raise ValueError(f"{len(labels)} labels but {len(groups)} group ids")
     for c in np.unique(labels):
@@ -177,7 +177,6 @@ def run_folds(config: TrainConfig, folds: int, holdout_pattern: str | None = Non
     t0 = time.perf_counter()
     if holdout_pattern:  # as tfxai.shift.train_with_holdout: the protocol selects on the balanced loss
         config = replace(config, balanced_validation=True)
-    config.check()
     settings = {"folds": folds, "holdout_pattern": holdout_pattern}
     out, resuming, lock = prepare_cv_dir(config, settings, cv_entries(folds))
     with lock:

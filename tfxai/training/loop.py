@@ -5,7 +5,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import sys
 import time
@@ -16,15 +15,16 @@ import numpy as np
 from .. import data as data_lib, metrics as metrics_lib, plots
 from .._keras import keras, tf
 from ..classifier import model_facts
-from ..errors import OutputError, TfxaiError
-from ..io.atomic import format_bytes, free_bytes, is_disk_full, write_json
+from ..errors import TfxaiError
+from ..io.atomic import write_json
 from ..io.model_files import BEST_MODEL_NAME, RUN_CONFIG_NAME, library_versions, load_model
 from ..model_card import write_model_card
-from ..models import build_model, get_spec, set_backbone_trainable
-from .callbacks import (BestCheckpoint, CurvePlotter, EpochTimer, drop_unfinished_checkpoints, read_history,
-                        repair_history)
+from ..model_specs import get_spec
+from ..models import build_model, set_backbone_trainable
+from .callbacks import BestCheckpoint, CurvePlotter, EpochTimer, read_history, repair_history
 from .config import TrainConfig
 from .decision import Policy, decide, store_decision
+from .failures import fit_failure
 from .run_folder import BACKUP_DIR, STATE_NAME, prepare_output_dir
 from .schedules import CosineLearningRate, WeightEMA
 
@@ -211,68 +211,12 @@ def _fit(model, config: TrainConfig, out: str, datasets, facts: dict, n_images: 
                       callbacks=_callbacks(config, out, (phase, first, end), facts, n_images, batch, extra),
                       verbose=verbose)
         except Exception as err:
-            if is_disk_full(err):
-                raise _disk_full(out, model) from err
-            if _worker_lost(err, strategy):
-                raise TfxaiError(_worker_lost_message(err, out)) from err
-            raise
+            failure = fit_failure(err, out, model, strategy)
+            if failure is None:
+                raise
+            raise failure from err
         if len(phases) > 1:
             model.save_weights(phase_done)
-
-
-def _space_needed(model) -> int:
-    """Bytes a run folder needs on disk, about: the backup checkpoint and best_model.keras each
-    hold the weights and the optimizer's state, and each is written beside its previous copy
-    before that is removed; 1 MB for history, curves and TensorBoard logs."""
-    variables = list(model.variables) + list(getattr(model.optimizer, "variables", lambda: [])())
-    state = sum(int(np.prod(v.shape)) * v.dtype.size for v in variables)
-    return 4 * state + 2 ** 20
-
-
-def _disk_full(out: str, model) -> OutputError:
-    """The one-line error for a full disk during training, after removing what the failed save
-    left half-written (the run stays resumable)."""
-    drop_unfinished_checkpoints(os.path.join(out, BACKUP_DIR))
-    repair_history(os.path.join(out, "history.csv"))
-    return OutputError(
-        f"the disk is full under {out!r} ({format_bytes(free_bytes(out))} free; this run needs about "
-        f"{format_bytes(_space_needed(model))} for its checkpoints and logs); free some space and run the same "
-        f"command again: it resumes after the last completed epoch")
-
-
-# What a collective op raises on the workers left when one of them dies (TensorFlow's own
-# health check aborts them with UnavailableError; a restarted peer gives FailedPrecondition).
-_CLUSTER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.FailedPreconditionError,
-                   tf.errors.AbortedError, tf.errors.CancelledError)
-
-
-def _worker_lost(err: BaseException, strategy) -> bool:
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and isinstance(err, _CLUSTER_ERRORS)
-
-
-def _lost_worker(text: str) -> str | None:
-    """The worker TensorFlow's error message names as gone: its TF_CONFIG address when known."""
-    task = re.search(r"(?:unhealthy[^\n]*\n|alive failed, )/job:(\w+)/replica:\d+/task:(\d+)", text)
-    if task:
-        job, index = task.group(1), int(task.group(2))
-        try:
-            return json.loads(os.environ.get("TF_CONFIG", "{}"))["cluster"][job][index]
-        except (ValueError, KeyError, IndexError, TypeError):
-            return f"{job} {index}"
-    address = re.search(r"ipv[46]:(\S+?):\s", text)
-    return address.group(1) if address else None
-
-
-def _worker_lost_message(err: BaseException, out: str) -> str:
-    """One line for a multi-worker run whose peer died: which worker (from TensorFlow's message,
-    when it says) and how to go on."""
-    text = getattr(err, "message", str(err))
-    who = _lost_worker(text)
-    cause = re.search(r"(stopped sending heartbeats|Connection refused|is down|Deadline Exceeded|Socket closed)",
-                      text, re.I)
-    return (f"multi-worker training stopped: {f'worker {who}' if who else 'another worker'} of the cluster "
-            f"(TF_CONFIG) stopped answering ({cause.group(1) if cause else type(err).__name__}); start every "
-            f"worker again with the same command: this one resumes in {out!r} after its last completed epoch")
 
 
 def _check_finite(history: dict, out: str) -> None:
@@ -321,7 +265,6 @@ def train(config: TrainConfig, splits: data_lib.DataSplits | None = None,
     reproducible. ``callbacks``: extra Keras callbacks, run after tfxai's own (checkpoints are
     saved before them).
     """
-    config.check()
     t_start = time.perf_counter()
     out, resuming, lock = prepare_output_dir(config)
     config.output_dir = out

@@ -300,7 +300,7 @@ function mahalanobis(part, v) {
   return Math.sqrt(total);
 }
 
-// tfxai.ood.check_images for one image: {score, pixelScore, flag, reason}. pixels: the model's
+// tfxai.ood.guard_verdicts for one image: {score, pixelScore, flag, reason}. pixels: the model's
 // grey input (size * size bytes); features: the penultimate features (or null); guard: ood.json.
 export function checkOOD(guard, pixels, size, features) {
   const flatStd = guard ? guard.flat_std : 2.0;
