@@ -290,8 +290,9 @@ def assert_matches_python(app, results: dict[str, dict], paths: list[str], proba
         name = os.path.basename(path)
         page = results[name]
         assert page is not None, name
-        x = np.asarray(page["input"], np.float32).reshape(SIZE, SIZE, 1)
-        ours = load_image(path, SIZE, 1, app.clf.resize_mode)[0]
+        size = app.clf.image_size
+        x = np.asarray(page["input"], np.float32).reshape(size, size, 1)
+        ours = load_image(path, size, 1, app.clf.resize_mode)[0]
         assert np.abs(x - ours).max() <= 1, name  # OpenCV's INTER_AREA in JavaScript
         out = litert_outputs(os.path.join(app.folder, "model.tflite"), x)
         np.testing.assert_allclose(page["scores"], out["scores"][0], atol=1e-5, err_msg=name)
@@ -299,7 +300,7 @@ def assert_matches_python(app, results: dict[str, dict], paths: list[str], proba
         assert page["label"] == label, name
         np.testing.assert_allclose(page["scores"], proba, atol=proba_atol, err_msg=name)
         heat = gradcam.heatmaps(x[None], targets=[page["index"]])[0][0]
-        np.testing.assert_allclose(np.reshape(page["heatmap"], (SIZE, SIZE)), heat, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(np.reshape(page["heatmap"], (size, size)), heat, atol=1e-4, err_msg=name)
         verdict = app.clf.check_ood(x[None])[0]
         assert page["ood"]["flag"] == verdict.flag and page["ood"]["reason"] == verdict.reason, name
         assert page["ood"]["score"] == pytest.approx(verdict.score, rel=1e-4), name
@@ -610,3 +611,49 @@ def test_page_resizes_to_the_bit_as_tfxai_when_shrinking_enlarging_or_both(drive
         page = _file_in_page(driver, cv2.imencode(".png", image)[1].tobytes(), "x.png", size, mode)
         want = resize_image(image[..., None], size, mode)[0][..., 0]
         np.testing.assert_array_equal(np.reshape(page["pixels"], (size, size)), want, err_msg=f"{h}x{w} -> {size}")
+
+
+def test_the_default_recipe_exported_for_the_web_classifies_real_films_and_keeps_working_offline(
+        driver, web_runtime, files, tmp_path):
+    """Issue 21's path as a user walks it: the default recipe (its architecture, input size,
+    preprocessing, guard and threshold policy; one epoch on synthetic X-rays), `tfxai export
+    --target web`, the folder served on loopback, real native-resolution films (synthetic ones
+    without ../shared/data) matched against Python, then the same with the server stopped."""
+    from conftest import SHARED_DATA
+
+    from tfxai.classifier import load_classifier
+    from tfxai.cli import main
+    from tfxai.serve.site import create_site
+    from tfxai.synthetic import write_synthetic_dataset
+    from tfxai.training import train
+    from tfxai.training.recipes import DEFAULT_RECIPE, get_recipe
+
+    root = str(tmp_path / "chest_xray")
+    write_synthetic_dataset(root, {"train": 96, "val": 48, "test": 8}, image_size=72, seed=1)
+    config = get_recipe(DEFAULT_RECIPE).train_config(root, output_dir=str(tmp_path / "run"), epochs=1,
+                                                     cache_dir=None, verbose=0)
+    model_path = train(config).model_path
+    folder = str(tmp_path / "app")
+    assert main(["export", "--checkpoint", model_path, "--target", "web", "--output-dir", folder]) == 0
+    default = SimpleNamespace(clf=load_classifier(model_path), folder=folder, model_path=model_path)
+    assert default.clf.facts["arguments"]["recipe"] == DEFAULT_RECIPE and default.clf.image_size == config.image_size
+    films = sorted(SHARED_DATA.glob("chest_xray_original/val/*/*.jpeg"))[::4]
+    paths = [str(f) for f in films] or files.good[:3]
+    server = ServerThread(create_site(folder))
+    try:
+        assert "error" not in open_app(driver, server.url)
+        assert wait_installed(driver)["state"] == "installed"
+        online = classify(driver, paths)
+    finally:
+        server.stop()
+    assert_matches_python(default, online, paths)
+    assert all(result["heatmap"] is not None for result in online.values())
+    driver.refresh()
+    ready = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const wait = () => window.tfxai && window.tfxai.ready ? window.tfxai.ready.then(() => done(true),"
+        " (e) => done(String(e))) : setTimeout(wait, 20); wait();")
+    assert ready is True, ready
+    offline = classify(driver, paths)
+    for name, result in online.items():
+        assert offline[name]["scores"] == result["scores"] and offline[name]["label"] == result["label"]

@@ -291,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
 def _export(args, clf, quantizations, card: dict | None) -> int:
     from ..compress.measure import export_table
 
-    config = _facts(clf, args.checkpoint)
+    facts = _facts(clf, args.checkpoint)
     # The card travels with the facts into every file: .tflite sidecars, the Android file's
     # metadata, the .keras copy; the reports below keep the facts alone.
     carried = {**facts, "model_card": card} if card is not None else facts
