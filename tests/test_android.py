@@ -243,6 +243,29 @@ def test_every_preprocessing_option_runs_as_int8_in_mediapipe(preprocessing, syn
     assert np.max(np.abs(lite[:, 1] - keras_p)) < 0.02
 
 
+def test_the_default_recipes_network_exports_to_an_int8_file_mediapipe_runs(synthetic_dir, tmp_path):
+    """The network `tfxai train` builds by default (DEFAULT_RECIPE: its model, options and input
+    size), as an int8 Android file: MediaPipe 0.10.21 runs it and gives LiteRT's scores."""
+    from tfxai.compress.tflite import Calibration
+    from tfxai.data import load_splits
+    from tfxai.models import build_model
+    from tfxai.training.recipes import DEFAULT_RECIPE, get_recipe
+
+    settings = get_recipe(DEFAULT_RECIPE).settings
+    size, options = settings["image_size"], settings["model_options"]
+    data = load_splits(synthetic_dir, size, 1, cache_dir=None, progress=False)
+    model = build_model(settings["model_type"], (size, size, 1), 2, **options)
+    meta = android.AndroidMetadata(options["preprocessing"], "test", "tfxai test", "tests", "Apache-2.0")
+    path = android.export_android(model, str(tmp_path / "default_android_int8.tflite"), "int8",
+                                  model_facts(["NORMAL", "PNEUMONIA"], size, 1), meta,
+                                  Calibration(data.train.images, 50))
+    rgb = android.to_rgb(data.val.images[:12])
+    lite = load_classifier(path).predict_proba(rgb)
+    np.testing.assert_allclose(android.mediapipe_classify(path, rgb), lite, atol=1e-6)
+    keras_p = model.predict(data.val.images[:12].astype(np.float32), verbose=0)[:, 0]
+    assert np.max(np.abs(lite[:, 1] - keras_p)) < 0.05
+
+
 @pytest.mark.parametrize("quantization, tolerance", [("float32", 1e-4), ("int8", 0.02)])
 def test_mediapipe_image_classifier_matches_tfxai_predict_on_synthetic_xrays(
         android_export, equalize_run, synthetic_dir, tmp_path, quantization, tolerance):
