@@ -270,6 +270,15 @@ def classify(driver, paths: list[str]) -> dict[str, dict]:
     return {n: driver.execute_script("return window.tfxai.dump(arguments[0])", n) for n in names}
 
 
+def reload_page(driver):
+    """Reload the page and wait until the app is ready: True, or the error the page gave."""
+    driver.refresh()
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const wait = () => window.tfxai && window.tfxai.ready ? window.tfxai.ready.then(() => done(true),"
+        " (e) => done(String(e))) : setTimeout(wait, 20); wait();")
+
+
 def wait_installed(driver) -> dict:
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -377,12 +386,7 @@ def test_reload_with_the_server_stopped_still_classifies(driver, app, files):
     with pytest.raises(OSError):  # the server is really gone
         import urllib.request
         urllib.request.urlopen(server.url + "/", timeout=5)
-    driver.refresh()
-    timings = driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "const wait = () => window.tfxai && window.tfxai.ready ? window.tfxai.ready.then(() => done(true),"
-        " (e) => done(String(e))) : setTimeout(wait, 20); wait();")
-    assert timings is True, timings
+    assert reload_page(driver) is True
     offline = classify(driver, files.good[:2])
     for name, result in online.items():
         assert offline[name]["scores"] == result["scores"] and offline[name]["label"] == result["label"]
@@ -648,12 +652,7 @@ def test_the_default_recipe_exported_for_the_web_classifies_real_films_and_keeps
         server.stop()
     assert_matches_python(default, online, paths)
     assert all(result["heatmap"] is not None for result in online.values())
-    driver.refresh()
-    ready = driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "const wait = () => window.tfxai && window.tfxai.ready ? window.tfxai.ready.then(() => done(true),"
-        " (e) => done(String(e))) : setTimeout(wait, 20); wait();")
-    assert ready is True, ready
+    assert reload_page(driver) is True
     offline = classify(driver, paths)
     for name, result in online.items():
         assert offline[name]["scores"] == result["scores"] and offline[name]["label"] == result["label"]
