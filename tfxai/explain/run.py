@@ -133,7 +133,7 @@ def _sanity(model: ModelExplainers, inputs) -> dict:
         explainer = make_explainer(m, model.clf.model, layer=s.layer, seed=s.seed, batch_size=s.batch_size,
                                    **options)
 
-        def explain_fn(net, images, targets, explainer=explainer):
+        def explain_fn(_model, images, targets, explainer=explainer):  # the explainer holds the model
             return explainer.heatmaps(images, targets)[0]
 
         out[m] = xm.sanity_check(model.clf.model, x, explain_fn, t, seed=s.seed, max_steps=6).to_dict()
