@@ -77,19 +77,6 @@ def _disk_full_error(path: str) -> OutputError:
                        f"some space and run the same command again")
 
 
-def _temp_beside(path: str, make: Callable[[str], str]) -> str:
-    """``make(folder)``: a new temporary entry in ``path``'s folder (created if needed); a full
-    disk or an unwritable folder is an :class:`OutputError` naming it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        return make(folder)
-    except OSError as err:
-        if err.errno in _DISK_FULL:
-            raise _disk_full_error(path) from err
-        raise OutputError(f"cannot write in {folder!r}: {err.strerror or err}") from err
-
-
 @contextlib.contextmanager
 def _disk_full_named(path: str):
     """A full disk inside the block is an :class:`OutputError` naming ``path``."""
@@ -99,6 +86,20 @@ def _disk_full_named(path: str):
         if err.errno in _DISK_FULL:
             raise _disk_full_error(path) from err
         raise
+
+
+def _temp_beside(path: str, make: Callable[[str], str]) -> str:
+    """``make(folder)``: a new temporary entry in ``path``'s folder (created if needed); a full
+    disk or an unwritable folder is an :class:`OutputError` naming it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        with _disk_full_named(path):
+            os.makedirs(folder, exist_ok=True)
+            return make(folder)
+    except OutputError:  # a full disk, named (OutputError is an OSError too)
+        raise
+    except OSError as err:
+        raise OutputError(f"cannot write in {folder!r}: {err.strerror or err}") from err
 
 
 def _temp_file(folder: str, suffix: str) -> str:
