@@ -111,7 +111,6 @@ register_recipe(Recipe(
     {**_CNN, "model_options": {**_CNN["model_options"], "focus": "crop"}},
 ))
 register_recipe(Recipe("cnn-robust-160", "cnn-robust at 160 px", {**_CNN, "image_size": 160}))
-register_recipe(Recipe("cnn-robust-192", "cnn-robust at 192 px", {**_CNN, "image_size": 192}))
 register_recipe(Recipe(
     "cnn-robust-long", "cnn-robust with a schedule twice as long: 40 epochs of cosine decay (patience 40)",
     {**_CNN, "epochs": 40, "patience": 40},
