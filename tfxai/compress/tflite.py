@@ -13,6 +13,7 @@ Inference uses ``ai_edge_litert.interpreter.Interpreter`` (``tf.lite.Interpreter
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -68,25 +69,32 @@ def representative_sample(images: np.ndarray, count: int = 200, seed: int = 0) -
     return np.concatenate([extremes, images[np.sort(idx)]])
 
 
-def float_layer_prefixes(model, outer: str = "") -> tuple[str, ...]:
-    """Name prefixes (``"<model>/<nested model>/<layer>/"``) of the converted tensors that the
-    in-model preprocessing layers (:mod:`tfxai.preprocessing`) of ``model`` compute, nested models
-    included: what an int8 conversion keeps in float32."""
+def float_layers(model, outer: str = "") -> dict[str, str]:
+    """{name prefix (``"<model>/<nested model>/<layer>/"``) of the converted tensors that an in-model
+    preprocessing layer (:mod:`tfxai.preprocessing`) of ``model`` computes, nested models included:
+    the layer's class and settings}: what an int8 conversion keeps in float32."""
     from ..preprocessing import SERIALIZABLE_LAYERS
 
     here = f"{outer}{model.name}/"
-    out = []
+    out = {}
     for layer in model.layers:
         if isinstance(layer, tuple(SERIALIZABLE_LAYERS.values())):
-            out.append(f"{here}{layer.name}/")
+            settings = {k: v for k, v in layer.get_config().items() if k != "name"}
+            out[f"{here}{layer.name}/"] = f"{type(layer).__name__} {json.dumps(settings, sort_keys=True, default=str)}"
         elif isinstance(layer, keras.Model):
-            out += float_layer_prefixes(layer, here)
-    return tuple(out)
+            out.update(float_layers(layer, here))
+    return out
 
 
-def _quantize_keeping_float(calibrated: bytes, prefixes: tuple[str, ...], sparse: bool) -> bytes:
+def float_layer_prefixes(model) -> tuple[str, ...]:
+    """The name prefixes of :func:`float_layers`."""
+    return tuple(float_layers(model))
+
+
+def _quantize_keeping_float(calibrated: bytes, layers: dict[str, str], sparse: bool) -> bytes:
     """Quantize a calibrated flatbuffer to int8 (uint8 input and output) except the ops whose
-    tensors start with one of ``prefixes``, which stay float32 between a DEQUANTIZE and a QUANTIZE.
+    tensors start with one of the prefixes of ``layers`` (:func:`float_layers`), which stay float32
+    between a DEQUANTIZE and a QUANTIZE.
 
     Why: the preprocessing layers divide (DIV) and take square roots (SQRT). MediaPipe 0.10.21,
     the version Android apps pin, runs an older TFLite whose DIV has no int8 kernel (Invoke fails:
@@ -98,8 +106,12 @@ def _quantize_keeping_float(calibrated: bytes, prefixes: tuple[str, ...], sparse
     from tensorflow.lite.python.convert import mlir_quantize, mlir_sparsify
 
     names = [d["name"] for d in Interpreter(model_content=calibrated).get_tensor_details()]
+    prefixes = tuple(layers)
     keep = sorted({n for n in names if any(part.startswith(prefixes) for part in n.split(";"))})
-    missing = [p for p in prefixes if not any(p in n for n in keep)]
+    found = {layers[p] for p in prefixes if any(p in n for n in keep)}
+    # The converter computes identical weight-free layers on the same input once (an ensemble's
+    # members share their preprocessing): those tensors carry the first layer's name only.
+    missing = [p for p in prefixes if not any(p in n for n in keep) and layers[p] not in found]
     if missing:
         raise RuntimeError(f"no converted tensor comes from the preprocessing layer(s) {missing}; "
                            f"cannot keep them in float32")
@@ -142,13 +154,13 @@ def convert_tflite(model, quantization: str = "float32", calibration: Calibratio
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
-        prefixes = float_layer_prefixes(model)
-        if prefixes:
+        layers = float_layers(model)
+        if layers:
             # Calibrate only, then quantize leaving the preprocessing float; sparsity encoding comes
             # last (encoding the calibrated model first broke the quantized one: 1 kB, wrong outputs).
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter._experimental_calibrate_only = True
-            return _quantize_keeping_float(converter.convert(), prefixes, sparse)
+            return _quantize_keeping_float(converter.convert(), layers, sparse)
     return converter.convert()
 
 
