@@ -108,10 +108,11 @@ def _quantize_keeping_float(calibrated: bytes, layers: dict[str, str], sparse: b
     names = [d["name"] for d in Interpreter(model_content=calibrated).get_tensor_details()]
     prefixes = tuple(layers)
     keep = sorted({n for n in names if any(part.startswith(prefixes) for part in n.split(";"))})
-    found = {layers[p] for p in prefixes if any(p in n for n in keep)}
+    named = {p for p in prefixes if any(p in n for n in keep)}
     # The converter computes identical weight-free layers on the same input once (an ensemble's
     # members share their preprocessing): those tensors carry the first layer's name only.
-    missing = [p for p in prefixes if not any(p in n for n in keep) and layers[p] not in found]
+    found = {layers[p] for p in named}
+    missing = [p for p in prefixes if p not in named and layers[p] not in found]
     if missing:
         raise RuntimeError(f"no converted tensor comes from the preprocessing layer(s) {missing}; "
                            f"cannot keep them in float32")
