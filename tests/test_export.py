@@ -79,7 +79,7 @@ def test_int8_keeps_in_model_preprocessing_in_float32_and_the_network_in_int8(tr
     from tfxai.models import build_model
 
     model = build_model("custom_cnn", (32, 32, 1), 2, width=8, depth=2, preprocessing="equalize_local")
-    assert tflite.float_layer_prefixes(model) == (f"{model.name}/equalize/", f"{model.name}/local_contrast/")
+    assert tuple(tflite.float_layers(model)) == (f"{model.name}/equalize/", f"{model.name}/local_contrast/")
     path = tflite.export_tflite(model, str(tmp_path / "m_int8.tflite"), "int8", Calibration(trained.images, 50))
     interp = Interpreter(model_path=path)
     dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interp.get_tensor_details()}
@@ -109,7 +109,7 @@ def test_int8_of_an_ensemble_of_the_default_recipes_networks_keeps_their_shared_
         keras.utils.set_random_seed(seed)
         members.append(build_model("custom_cnn", (32, 32, 1), 2, width=8, depth=2, **options))
     model = build_ensemble(members)
-    assert len(tflite.float_layer_prefixes(model)) == 2 * len(tflite.float_layer_prefixes(members[0])) >= 4
+    assert len(tflite.float_layers(model)) == 2 * len(tflite.float_layers(members[0])) >= 4
     path = tflite.export_tflite(model, str(tmp_path / "ensemble_int8.tflite"), "int8", Calibration(trained.images, 50))
     interp = Interpreter(model_path=path)
     dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interp.get_tensor_details()}

@@ -86,11 +86,6 @@ def float_layers(model, outer: str = "") -> dict[str, str]:
     return out
 
 
-def float_layer_prefixes(model) -> tuple[str, ...]:
-    """The name prefixes of :func:`float_layers`."""
-    return tuple(float_layers(model))
-
-
 def _quantize_keeping_float(calibrated: bytes, layers: dict[str, str], sparse: bool) -> bytes:
     """Quantize a calibrated flatbuffer to int8 (uint8 input and output) except the ops whose
     tensors start with one of the prefixes of ``layers`` (:func:`float_layers`), which stay float32
